@@ -1,0 +1,3 @@
+from screenspot_eval.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model backends behind one small contract (in-process vLLM engine, OpenAI-compatible servers)."""

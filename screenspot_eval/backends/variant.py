@@ -1,0 +1,107 @@
+"""What the engine says about its embedder, and the check that it is what was asked for.
+
+Pure: the report is produced inside the engine (``vllm_ext.probe``) and travels back as a
+dict; the check and the model live here so run records and the HTTP backend can use them
+without importing vLLM.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Variant = Literal["pre", "post", "native"]
+MeasuredPlacement = Literal["pre", "post", "unknown"]
+PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
+PLUGIN_EMBEDDER_CLASS = "SelectableNormEmbedder"
+
+
+class EmbedderInfo(BaseModel):
+    """One multimodal embedder (vision or audio) as found in the loaded model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attribute: str
+    class_path: str
+    declared_placement: str | None  # what our embedder's buffer says; None for upstream's
+    measured_placement: MeasuredPlacement  # from running it on a probe input
+    in_dim: int
+    out_dim: int
+    norm_width: int | None
+    rel_error_vs_pre: float
+    rel_error_vs_post: float
+    hf_reference_max_abs_diff: float | None = None
+
+    @property
+    def is_plugin_embedder(self) -> bool:
+        return self.class_path.endswith(PLUGIN_EMBEDDER_CLASS)
+
+
+class EmbedderReport(BaseModel):
+    """The engine's own account of the embedder it runs; stored in every run manifest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_class: str
+    config_variant: Variant  # the variant the engine's HF config carries
+    embedders: tuple[EmbedderInfo, ...]
+    vllm_version: str
+    vllm_plugins_env: str | None  # VLLM_PLUGINS as the engine process saw it
+
+    @property
+    def plugin_active(self) -> bool:
+        return self.model_class.endswith(PLUGIN_MODEL_CLASS)
+
+    @property
+    def effective_variant(self) -> str:
+        """``pre``/``post`` when our embedder runs, ``native`` for upstream's untouched class."""
+        if self.embedders and all(e.is_plugin_embedder for e in self.embedders):
+            placements = {e.measured_placement for e in self.embedders}
+            return placements.pop() if len(placements) == 1 else "mixed"
+        return "native"
+
+    def describe(self) -> str:
+        rows = [
+            f"  {e.attribute}: {e.class_path} placement={e.measured_placement} "
+            f"norm_width={e.norm_width} (in {e.in_dim} -> out {e.out_dim})"
+            for e in self.embedders
+        ]
+        return "\n".join([f"model class: {self.model_class}", *rows])
+
+
+class VariantMismatchError(RuntimeError):
+    """The engine does not run the embedder that was asked for; evaluating would mislabel it."""
+
+
+def check_variant(requested: Variant, report: EmbedderReport) -> None:
+    """Raise ``VariantMismatchError`` with the reason unless the engine runs ``requested``."""
+    if not report.embedders:
+        raise VariantMismatchError(
+            f"asked for embedder variant {requested!r}, but the loaded model has no multimodal "
+            f"embedder ({report.model_class}); is this an encoder-free Gemma 4 checkpoint?"
+        )
+    if requested == "native":
+        if report.plugin_active and report.config_variant != "native":
+            raise VariantMismatchError(
+                f"asked for 'native' but the engine config carries {report.config_variant!r}"
+            )
+        return
+    if not report.plugin_active:
+        raise VariantMismatchError(
+            f"asked for embedder variant {requested!r}, but the engine runs vLLM's own "
+            f"{report.model_class} (measured placement: "
+            f"{', '.join(e.measured_placement for e in report.embedders)}): the screenspot_eval "
+            "vLLM plugin was not loaded in the engine process. Check that screenspot-eval is "
+            "installed in the engine's Python environment and that VLLM_PLUGINS "
+            f"(seen by the engine: {report.vllm_plugins_env!r}) is unset or includes "
+            "'screenspot_eval_embedder'."
+        )
+    if report.config_variant != requested:
+        raise VariantMismatchError(
+            f"asked for {requested!r} but the engine config carries {report.config_variant!r}"
+        )
+    wrong = [e for e in report.embedders if e.measured_placement != requested]
+    if wrong:
+        details = "; ".join(f"{e.attribute} measured {e.measured_placement}" for e in wrong)
+        raise VariantMismatchError(f"asked for {requested!r} but inside the engine: {details}")

@@ -1,0 +1,1 @@
+"""ScreenSpot-Pro samples: the typed model, loading, validation, selection, synthesis, images."""

@@ -1,0 +1,1 @@
+"""A tiny, randomly initialised Gemma 4 checkpoint built offline (tests, demo, smoke tests)."""

@@ -1,0 +1,114 @@
+"""``verify-embedder``: load the model once per variant and report what the engine runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from screenspot_eval.backends.engine_args import EngineSettings
+from screenspot_eval.backends.variant import EmbedderReport, VariantMismatchError, check_variant
+
+PROBE_INSTRUCTION = "Locate the save button."
+
+
+def probe_image() -> Any:
+    """A deterministic screenshot-like image; the same input for every variant."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 200), (236, 236, 236))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, 320, 16):
+        draw.line([(i, 0), (319 - i, 199)], fill=(40 + i % 200, 90, 160), width=2)
+    draw.rectangle([200, 150, 260, 180], fill=(30, 120, 220), outline=(0, 0, 0))
+    return image
+
+
+class VariantCheck(BaseModel):
+    requested: str
+    report: EmbedderReport | None
+    error: str | None
+    # Greedy first-token top-k logprobs on the probe image: different variants, different numbers.
+    probe_logprobs: dict[int, float] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def verify_variants(
+    base: EngineSettings,
+    variants: Iterable[str],
+    on_result: Callable[[VariantCheck], None] | None = None,
+) -> list[VariantCheck]:
+    """One engine per variant, started and shut down in turn (memory is released between)."""
+    from screenspot_eval.vllm_ext.engine import VllmEngine
+
+    results = []
+    for variant in variants:
+        settings = base.model_copy(update={"norm": variant})
+        engine = VllmEngine(settings, verify=False)
+        try:
+            report = engine.read_embedder_report(with_hf_reference=True)
+            logprobs = engine.first_token_logprobs(probe_image(), PROBE_INSTRUCTION)
+        finally:
+            engine.close()
+        error = None
+        try:
+            check_variant(variant, report)  # type: ignore[arg-type]
+        except VariantMismatchError as exc:
+            error = str(exc)
+        result = VariantCheck(
+            requested=variant, report=report, error=error, probe_logprobs=logprobs
+        )
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def format_check(check: VariantCheck) -> str:
+    status = "OK" if check.ok else "MISMATCH"
+    lines = [f"[{status}] requested {check.requested}"]
+    if check.report is not None:
+        for e in check.report.embedders:
+            hf = (
+                f", max |diff| vs HF reference (fp32) = {e.hf_reference_max_abs_diff:.3g}"
+                if e.hf_reference_max_abs_diff is not None
+                else ""
+            )
+            lines.append(
+                f"    {e.attribute}: class {e.class_path}\n"
+                f"      placement {e.measured_placement} (declared {e.declared_placement}), "
+                f"norm width {e.norm_width} (tower {e.in_dim} -> text {e.out_dim}){hf}"
+            )
+    if check.probe_logprobs:
+        token, logprob = max(check.probe_logprobs.items(), key=lambda kv: kv[1])
+        lines.append(f"    probe: greedy first token {token}, logprob {logprob:.6f}")
+    if check.error:
+        lines.append(f"    error: {check.error}")
+    return "\n".join(lines)
+
+
+def max_logprob_difference(a: VariantCheck, b: VariantCheck) -> float | None:
+    """Max |logprob difference| over the tokens both probes returned (None if none shared)."""
+    if not a.probe_logprobs or not b.probe_logprobs:
+        return None
+    shared = set(a.probe_logprobs) & set(b.probe_logprobs)
+    if not shared:
+        return None
+    return max(abs(a.probe_logprobs[t] - b.probe_logprobs[t]) for t in shared)
+
+
+def compare_probes(results: list[VariantCheck]) -> list[str]:
+    """One line per pair of variants: how far apart their probe logprobs are."""
+    lines = []
+    for i, a in enumerate(results):
+        for b in results[i + 1 :]:
+            diff = max_logprob_difference(a, b)
+            if diff is not None:
+                lines.append(
+                    f"probe logprobs {a.requested} vs {b.requested}: max |diff| = {diff:.3g}"
+                )
+    return lines

@@ -1,0 +1,61 @@
+"""Engine settings become exactly the vLLM arguments we expect (no engine started)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from screenspot_eval.backends.engine_args import EngineSettings, hf_overrides_for, llm_kwargs
+
+
+def test_defaults_map_to_minimal_llm_kwargs():
+    assert llm_kwargs(EngineSettings(model="m")) == {
+        "model": "m",
+        "dtype": "auto",
+        "seed": 0,
+        "tensor_parallel_size": 1,
+        "data_parallel_size": 1,
+        "enforce_eager": False,
+        "limit_mm_per_prompt": {"image": 1, "audio": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("norm", "overrides"),
+    [("pre", {"screenspot_embedder_norm": "pre"}), ("post", {"screenspot_embedder_norm": "post"})],
+)
+def test_variant_travels_in_hf_overrides(norm, overrides):
+    assert llm_kwargs(EngineSettings(model="m", norm=norm))["hf_overrides"] == overrides
+
+
+def test_native_adds_no_override_so_the_config_is_upstreams():
+    assert hf_overrides_for("native") == {}
+    assert "hf_overrides" not in llm_kwargs(EngineSettings(model="m", norm="native"))
+
+
+def test_user_hf_overrides_are_merged_with_the_variant():
+    settings = EngineSettings(model="m", norm="post", extra={"hf_overrides": {"foo": 1}})
+    assert llm_kwargs(settings)["hf_overrides"] == {"foo": 1, "screenspot_embedder_norm": "post"}
+
+
+def test_image_budget_goes_to_mm_processor_kwargs():
+    settings = EngineSettings(model="m", max_soft_tokens=1120, mm_processor_kwargs={"x": 1})
+    assert llm_kwargs(settings)["mm_processor_kwargs"] == {"x": 1, "max_soft_tokens": 1120}
+
+
+def test_unsupported_image_budget_is_refused():
+    with pytest.raises(ValueError, match="max_soft_tokens must be one of"):
+        llm_kwargs(EngineSettings(model="m", max_soft_tokens=300))
+
+
+def test_extra_arguments_pass_through_and_clashes_are_refused():
+    kwargs = llm_kwargs(EngineSettings(model="m", extra={"kv_cache_dtype": "fp8", "swap_space": 0}))
+    assert kwargs["kv_cache_dtype"] == "fp8"
+    assert kwargs["swap_space"] == 0
+    with pytest.raises(ValueError, match="given twice"):
+        llm_kwargs(EngineSettings(model="m", extra={"seed": 3}))
+
+
+def test_unknown_variant_is_a_validation_error():
+    with pytest.raises(ValidationError):
+        EngineSettings(model="m", norm="middle")  # type: ignore[arg-type]

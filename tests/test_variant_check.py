@@ -1,0 +1,84 @@
+"""The check that refuses to mislabel a run when the engine runs another embedder."""
+
+from __future__ import annotations
+
+import pytest
+
+from screenspot_eval.backends.variant import (
+    EmbedderInfo,
+    EmbedderReport,
+    VariantMismatchError,
+    check_variant,
+)
+
+OURS = "screenspot_eval.vllm_ext.embedder.SelectableNormEmbedder"
+UPSTREAM = "vllm.model_executor.models.gemma4_mm.Gemma4MultimodalEmbedder"
+OUR_MODEL = "screenspot_eval.vllm_ext.model.Gemma4WithSelectableEmbedder"
+UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
+
+
+def _report(model_class: str, config_variant: str, class_path: str, measured: str) -> EmbedderReport:
+    info = EmbedderInfo(
+        attribute="embed_vision",
+        class_path=class_path,
+        declared_placement=measured if class_path == OURS else None,
+        measured_placement=measured,
+        in_dim=48,
+        out_dim=64,
+        norm_width=48 if measured == "pre" else 64,
+        rel_error_vs_pre=0.0 if measured == "pre" else 1.0,
+        rel_error_vs_post=0.0 if measured == "post" else 1.0,
+    )
+    return EmbedderReport(
+        model_class=model_class,
+        config_variant=config_variant,
+        embedders=(info,),
+        vllm_version="0.32.0",
+        vllm_plugins_env=None,
+    )
+
+
+@pytest.mark.parametrize("variant", ["pre", "post"])
+def test_plugin_variant_that_matches_passes(variant):
+    report = _report(OUR_MODEL, variant, OURS, variant)
+    check_variant(variant, report)
+    assert report.effective_variant == variant
+    assert report.plugin_active
+
+
+def test_native_accepts_upstream_and_plugin_model_without_override():
+    check_variant("native", _report(UPSTREAM_MODEL, "native", UPSTREAM, "pre"))
+    report = _report(OUR_MODEL, "native", UPSTREAM, "pre")
+    check_variant("native", report)
+    assert report.effective_variant == "native"
+
+
+def test_plugin_missing_is_named_as_the_reason():
+    report = _report(UPSTREAM_MODEL, "native", UPSTREAM, "pre")
+    with pytest.raises(VariantMismatchError, match="plugin was not loaded"):
+        check_variant("post", report)
+    # pre is refused too: the numbers may agree, but the label would not be ours to give.
+    with pytest.raises(VariantMismatchError, match="plugin was not loaded"):
+        check_variant("pre", report)
+
+
+def test_measured_placement_must_match():
+    with pytest.raises(VariantMismatchError, match="measured pre"):
+        check_variant("post", _report(OUR_MODEL, "post", OURS, "pre"))
+
+
+def test_config_must_carry_the_requested_variant():
+    with pytest.raises(VariantMismatchError, match="config carries 'pre'"):
+        check_variant("post", _report(OUR_MODEL, "pre", OURS, "post"))
+
+
+def test_model_without_embedder_is_refused():
+    report = EmbedderReport(
+        model_class="x.Gemma4UnifiedForConditionalGeneration",
+        config_variant="native",
+        embedders=(),
+        vllm_version="0.32.0",
+        vllm_plugins_env=None,
+    )
+    with pytest.raises(VariantMismatchError, match="no multimodal embedder"):
+        check_variant("pre", report)
