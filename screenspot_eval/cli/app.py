@@ -1,0 +1,47 @@
+"""The `screenspot-eval` command line: one Typer app, commands grouped in help panels."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from screenspot_eval import __version__
+from screenspot_eval.cli.data_cmds import data_app
+from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
+
+app = typer.Typer(
+    name="screenspot-eval",
+    help=(
+        "Evaluate Gemma 4 GUI grounding on ScreenSpot-Pro in vLLM, and compare the pre-norm, "
+        "post-norm and native multimodal embedders with paired statistics."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+app.command("tiny-model", rich_help_panel="Model")(tiny_model)
+app.command("verify-embedder", rich_help_panel="Model")(verify_embedder)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"screenspot-eval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Evaluate Gemma 4 GUI grounding on ScreenSpot-Pro in vLLM."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,81 @@
+"""`screenspot-eval data ...`: dataset accounting and synthesis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from screenspot_eval.data.errors import DatasetError, InvalidSampleError
+
+data_app = typer.Typer(
+    help="Inspect, validate and synthesise ScreenSpot-Pro data.", no_args_is_help=True
+)
+
+
+@data_app.command("check")
+def check(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH|REPO",
+            help="A folder in the official layout, a parquet file/folder, or a hub dataset id.",
+        ),
+    ],
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision (branch, tag or commit) to load.")
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--lenient",
+            help="Strict: fail on any invalid sample. Lenient: exclude and list them.",
+        ),
+    ] = True,
+    check_images: Annotated[
+        bool, typer.Option("--images/--no-images", help="Open every image to check its size.")
+    ] = True,
+) -> None:
+    """Validate a ScreenSpot-Pro release and account for every sample against the official totals."""
+    from screenspot_eval.data.check import check_dataset, render_problems
+
+    try:
+        report = check_dataset(spec, revision, strict=strict, check_images=check_images)
+    except InvalidSampleError as error:
+        typer.echo(render_problems(error), err=True)
+        raise typer.Exit(code=1) from error
+    except DatasetError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(report.render())
+
+
+@data_app.command("synth")
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the synthetic release into.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    like_official: Annotated[
+        bool,
+        typer.Option(
+            "--like-official",
+            help="26 applications and the official group x ui_type mix (exact with --n 1581).",
+        ),
+    ] = False,
+    max_width: Annotated[
+        int | None,
+        typer.Option(min=8, help="Scale screenshots down to at most this width (fast tests)."),
+    ] = None,
+) -> None:
+    """Write a synthetic dataset in the exact official ScreenSpot-Pro layout."""
+    from screenspot_eval.data.synth import synthesize_release
+
+    summary = synthesize_release(
+        out_dir, n, seed=seed, like_official=like_official, max_width=max_width
+    )
+    typer.echo(
+        f"wrote {summary.samples} samples, {summary.screenshots} screenshots, "
+        f"{len(summary.annotation_files)} annotation files, {summary.applications} applications "
+        f"to {summary.root}"
+    )
