@@ -1,0 +1,1 @@
+"""The grounding protocol: prompt templates, coordinate conventions, answer parsing, scoring."""

@@ -1,0 +1,1 @@
+"""Reports: CSV and official-JSON exports, Markdown summaries, charts and the HTML report."""

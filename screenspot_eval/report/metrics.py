@@ -1,0 +1,201 @@
+"""Accuracy breakdowns of per-sample records: overall, leaderboard (group x ui_type), and slices.
+
+Input: a DataFrame with one row per sample and the columns of :data:`RECORD_COLUMNS`; ``outcome``
+is one of ``correct / wrong / wrong_format / failed``. Every outcome stays in the denominator
+(accuracy = correct / n), as in the official script. An empty slice reports n = 0 and
+accuracy 0.0, never NaN. A missing slice value (e.g. no ``group``) becomes its own slice,
+``(missing)``, rather than disappearing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from screenspot_eval.data.sample import UI_TYPES
+from screenspot_eval.protocol.scoring import OUTCOMES
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "id",
+    "application",
+    "platform",
+    "group",
+    "ui_type",
+    "language",
+    "outcome",
+)
+SLICE_COLUMNS: tuple[str, ...] = ("application", "platform", "group", "ui_type", "language")
+MISSING_VALUE = "(missing)"
+AVG = "avg"
+ALL_GROUPS = "all"
+COUNT_COLUMNS: tuple[str, ...] = (
+    "n",
+    "correct",
+    "wrong",
+    "wrong_format",
+    "failed",
+    "accuracy",
+    "wrong_format_rate",
+)
+METRICS_COLUMNS: tuple[str, ...] = (
+    "slice",
+    "value",
+    "n",
+    "correct",
+    "accuracy",
+    "wrong_format",
+    "wrong_format_rate",
+    "failed",
+)
+
+
+@dataclass(frozen=True)
+class SliceCounts:
+    """Outcome counts of one slice; rates are 0.0 for an empty slice."""
+
+    n: int
+    correct: int
+    wrong: int
+    wrong_format: int
+    failed: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def wrong_format_rate(self) -> float:
+        return self.wrong_format / self.n if self.n else 0.0
+
+    def as_row(self) -> dict[str, int | float]:
+        return {
+            **asdict(self),
+            "accuracy": self.accuracy,
+            "wrong_format_rate": self.wrong_format_rate,
+        }
+
+
+def count_outcomes(outcomes: Iterable[str]) -> SliceCounts:
+    """Count outcome strings (all must be known outcomes)."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for outcome in outcomes:
+        counts[outcome] += 1
+    return SliceCounts(n=sum(counts.values()), **counts)
+
+
+def validate_records(df: pd.DataFrame) -> pd.DataFrame:
+    """Check columns and outcomes; return a copy with missing slice values made explicit."""
+    missing = [c for c in RECORD_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"records lack columns {missing}")
+    unknown = sorted(set(df["outcome"].astype(str)) - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"unknown outcomes {unknown}; expected {list(OUTCOMES)}")
+    out = df.copy()
+    for column in SLICE_COLUMNS:
+        values = out[column].astype(object)
+        out[column] = values.where(values.notna(), MISSING_VALUE).astype(str)
+    out["outcome"] = out["outcome"].astype(str)
+    return out
+
+
+def _table(
+    df: pd.DataFrame, by: Sequence[str], values: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """One row per combination of ``by`` values (observed, or the full product of ``values``)."""
+    levels = [list(values[c]) if values and c in values else _sorted_values(df[c]) for c in by]
+    grouped: dict[tuple[str, ...], pd.Series] = {}
+    if len(df):
+        for key, frame in df.groupby(list(by), sort=False):
+            grouped[key if isinstance(key, tuple) else (key,)] = frame["outcome"]
+    rows = [
+        {**dict(zip(by, combo, strict=True)), **count_outcomes(grouped.get(combo, ())).as_row()}
+        for combo in itertools.product(*levels)
+    ]
+    return pd.DataFrame(rows, columns=[*by, *COUNT_COLUMNS])
+
+
+def overall_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A single row of counts over all records."""
+    records = validate_records(df)
+    return pd.DataFrame([count_outcomes(records["outcome"]).as_row()], columns=list(COUNT_COLUMNS))
+
+
+def group_ui_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard table in long form: per group (then ``all``), text / icon / avg rows.
+
+    ``avg`` is over all of the group's samples (the official ``action_acc``, a micro average);
+    text and icon rows exist for every group even when empty.
+    """
+    records = validate_records(df)
+    ui_types = [*UI_TYPES, *_extra_ui(records)]
+    parts = []
+    for group in [*_sorted_values(records["group"]), ALL_GROUPS]:
+        frame = records if group == ALL_GROUPS else records[records["group"] == group]
+        frame = frame.assign(group=group)
+        parts.append(_table(frame, ["group", "ui_type"], {"group": [group], "ui_type": ui_types}))
+        parts.append(_table(frame, ["group"], {"group": [group]}).assign(ui_type=AVG))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["group", "ui_type", *COUNT_COLUMNS]]
+
+
+def leaderboard_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Wide leaderboard: one row per group (then ``all``), accuracy and n for text/icon/avg."""
+    long = group_ui_table(df)
+    wide = long.pivot(index="group", columns="ui_type", values=["accuracy", "n"])
+    wide.columns = [f"{ui}_{stat}" for stat, ui in wide.columns]
+    columns = [f"{ui}_{stat}" for ui in (*UI_TYPES, AVG) for stat in ("accuracy", "n")]
+    wide = wide.reindex(index=list(dict.fromkeys(long["group"])), columns=columns)
+    wide = wide.astype({c: int for c in columns if c.endswith("_n")})
+    return wide.rename_axis("group").reset_index()
+
+
+def slice_table(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Counts per value of one slice column (application, platform, language, ...)."""
+    return _table(validate_records(df), [column])
+
+
+def application_table(df: pd.DataFrame) -> pd.DataFrame:
+    return slice_table(df, "application")
+
+
+def platform_table(df: pd.DataFrame) -> pd.DataFrame:
+    return slice_table(df, "platform")
+
+
+def language_table(df: pd.DataFrame) -> pd.DataFrame:
+    return slice_table(df, "language")
+
+
+def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
+    """All slices in one table for ``metrics.csv``: overall, group, ui_type, group/ui_type,
+    application, platform, language; one row per slice value."""
+    records = validate_records(df)
+    parts = [overall_table(records).assign(slice="overall", value="all")]
+    parts.append(_named(_table(records, ["group"]), "group"))
+    ui = _table(records, ["ui_type"], {"ui_type": [*UI_TYPES, *_extra_ui(records)]})
+    parts.append(_named(ui, "ui_type"))
+    long = group_ui_table(records)
+    long = long[(long["group"] != ALL_GROUPS) & (long["ui_type"] != AVG)]
+    parts.append(long.assign(slice="group/ui_type", value=long["group"] + "/" + long["ui_type"]))
+    for column in ("application", "platform", "language"):
+        parts.append(_named(_table(records, [column]), column))
+    table = pd.concat(parts, ignore_index=True)
+    return table[list(METRICS_COLUMNS)]
+
+
+def _sorted_values(values: pd.Series) -> list[str]:
+    """Distinct values, sorted, with the missing-value slice last."""
+    return sorted(set(values), key=lambda v: (v == MISSING_VALUE, v))
+
+
+def _extra_ui(records: pd.DataFrame) -> list[str]:
+    return sorted(set(records["ui_type"]) - set(UI_TYPES))
+
+
+def _named(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Label a one-column slice table for ``metrics_table``."""
+    return table.assign(slice=column, value=table[column])
