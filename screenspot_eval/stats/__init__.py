@@ -1,0 +1,1 @@
+"""Paired statistics for A/B comparisons of per-sample outcomes."""
