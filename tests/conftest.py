@@ -22,3 +22,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from screenspot_eval.tiny.gemma4 import build_tiny_gemma4
 
     return build_tiny_gemma4(tmp_path_factory.mktemp("tiny-gemma4"))
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 48-sample synthetic release in the official layout, small screenshots, large targets
+    (so the random tiny model hits some and the variants can flip)."""
+    from screenspot_eval.data.synth import synthesize_release
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize_release(root, 48, seed=1, max_width=640, target_scale=4.0)
+    return root

@@ -7,29 +7,16 @@ through its entry point exactly as it does for users.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 pytestmark = pytest.mark.engine
 
 
-def _cli() -> list[str]:
-    exe = shutil.which("screenspot-eval", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "screenspot_eval"]
-
-
 def _run(args: list[str], env_update: dict[str, str] | None = None, timeout: int = 600):
-    env = dict(os.environ)
-    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the default multiprocess engine
-    env.update(env_update or {})
-    return subprocess.run(
-        [*_cli(), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
+    return run_cli(args, env_update, timeout)
 
 
 @pytest.fixture(scope="module")

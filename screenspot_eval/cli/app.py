@@ -9,6 +9,7 @@ import typer
 from screenspot_eval import __version__
 from screenspot_eval.cli.data_cmds import data_app
 from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
+from screenspot_eval.cli.run_cmds import report, run
 
 app = typer.Typer(
     name="screenspot-eval",
@@ -20,6 +21,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+app.command("run", rich_help_panel="Evaluate")(run)
+app.command("report", rich_help_panel="Evaluate")(report)
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 app.command("tiny-model", rich_help_panel="Model")(tiny_model)
 app.command("verify-embedder", rich_help_panel="Model")(verify_embedder)

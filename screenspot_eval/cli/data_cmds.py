@@ -67,12 +67,26 @@ def synth(
         int | None,
         typer.Option(min=8, help="Scale screenshots down to at most this width (fast tests)."),
     ] = None,
+    target_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.01, help="Enlarge target boxes (a random demo model hits real-sized ones ~never)."
+        ),
+    ] = 1.0,
 ) -> None:
-    """Write a synthetic dataset in the exact official ScreenSpot-Pro layout."""
+    """Write a synthetic dataset in the exact official ScreenSpot-Pro layout.
+
+    Example: screenspot-eval data synth data/synth --n 60 --max-width 1280
+    """
     from screenspot_eval.data.synth import synthesize_release
 
     summary = synthesize_release(
-        out_dir, n, seed=seed, like_official=like_official, max_width=max_width
+        out_dir,
+        n,
+        seed=seed,
+        like_official=like_official,
+        max_width=max_width,
+        target_scale=target_scale,
     )
     typer.echo(
         f"wrote {summary.samples} samples, {summary.screenshots} screenshots, "

@@ -14,13 +14,13 @@ ENGINE = "Engine (vLLM)"
 MODEL = "Model"
 
 ModelOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--model", "-m", help="HF repo id or local checkpoint folder.", rich_help_panel=MODEL
     ),
 ]
 NormOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--norm",
         help="Embedder variant: pre (HF reference), post (vLLM <= 0.19) or native (untouched).",
@@ -30,8 +30,10 @@ NormOpt = Annotated[
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Model revision (hub).", rich_help_panel=MODEL)
 ]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Model dtype.", rich_help_panel=ENGINE)]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Engine seed.", rich_help_panel=ENGINE)]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="Model dtype.", rich_help_panel=ENGINE)
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Engine seed.", rich_help_panel=ENGINE)]
 MaxModelLenOpt = Annotated[
     int | None, typer.Option("--max-model-len", help="Context length.", rich_help_panel=ENGINE)
 ]
@@ -46,13 +48,13 @@ GpuMemOpt = Annotated[
     ),
 ]
 TensorParallelOpt = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--tensor-parallel-size", "--tp", help="Tensor parallel size.", rich_help_panel=ENGINE
     ),
 ]
 DataParallelOpt = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--data-parallel-size", "--dp", help="Data parallel size.", rich_help_panel=ENGINE
     ),
@@ -66,7 +68,7 @@ ExecutorOpt = Annotated[
     ),
 ]
 EnforceEagerOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--enforce-eager/--no-enforce-eager", help="Disable graph capture.", rich_help_panel=ENGINE
     ),
@@ -87,7 +89,9 @@ EngineArgOpt = Annotated[
         rich_help_panel=ENGINE,
     ),
 ]
-OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+OutDirOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Results folder (e.g. results/NAME).")
+]
 
 
 def parse_key_values(items: list[str] | None) -> dict[str, Any]:
@@ -146,3 +150,157 @@ def engine_settings(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+# --- run / compare options: all default to None so a --config file can supply them ------------
+
+DATA = "Data"
+PROMPT = "Prompt and decoding"
+RUNTIME = "Runtime"
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML run config (configs/*.toml); options given here win."
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Dataset: a folder in the official layout, a parquet file, or a hub id "
+        "(default likaixin/ScreenSpot-Pro).",
+        rich_help_panel=DATA,
+    ),
+]
+DataRevisionOpt = Annotated[
+    str | None,
+    typer.Option("--data-revision", help="Hub revision of the dataset.", rich_help_panel=DATA),
+]
+StrictOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--strict/--lenient",
+        help="Strict (default): any invalid sample stops the run. Lenient: exclude and list it.",
+        rich_help_panel=DATA,
+    ),
+]
+GroupOpt = Annotated[
+    list[str] | None, typer.Option("--group", help="Only these groups.", rich_help_panel=DATA)
+]
+ApplicationOpt = Annotated[
+    list[str] | None,
+    typer.Option("--application", help="Only these applications.", rich_help_panel=DATA),
+]
+PlatformOpt = Annotated[
+    list[str] | None,
+    typer.Option("--platform", help="Only these platforms.", rich_help_panel=DATA),
+]
+UiTypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ui-type", help="Only text or icon targets.", rich_help_panel=DATA),
+]
+IdOpt = Annotated[
+    list[str] | None, typer.Option("--id", help="Only these sample ids.", rich_help_panel=DATA)
+]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", min=0, help="At most this many samples.", rich_help_panel=DATA),
+]
+LanguageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--language", help="Instruction language: en or cn (instruction_cn).", rich_help_panel=DATA
+    ),
+]
+PromptOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt",
+        help="Prompt template name in configs/prompts or a .toml path (default gemma4-box2d).",
+        rich_help_panel=PROMPT,
+    ),
+]
+ConventionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--convention",
+        help="Override the template's coordinate convention: yx-1000, xy-1000, xy-1, "
+        "xy-pixels-sent, xy-pixels-original.",
+        rich_help_panel=PROMPT,
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature", help="Sampling temperature (0 = greedy).", rich_help_panel=PROMPT
+    ),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option("--max-tokens", min=1, help="Answer token limit.", rich_help_panel=PROMPT),
+]
+StructuredOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--structured/--no-structured",
+        help="Constrain decoding to the template's answer format (vLLM structured outputs).",
+        rich_help_panel=PROMPT,
+    ),
+]
+EndpointOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--endpoint",
+        help="OpenAI-compatible vLLM server URL(s) instead of the in-process engine "
+        "(repeatable or comma-separated).",
+        rich_help_panel=RUNTIME,
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", envvar="SCREENSPOT_API_KEY", help="Server API key.", rich_help_panel=RUNTIME
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency", min=1, help="Requests in flight per endpoint.", rich_help_panel=RUNTIME
+    ),
+]
+ImageWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--image-workers", min=1, help="Image decode threads.", rich_help_panel=RUNTIME),
+]
+RestartOpt = Annotated[
+    bool,
+    typer.Option("--restart", help="Discard what the results folder holds and start over."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (for logs).")]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-config", help="Print the resolved config and vLLM engine arguments, then exit."
+    ),
+]
+
+
+def split_endpoints(values: list[str] | None) -> tuple[str, ...] | None:
+    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None when none given."""
+    if not values:
+        return None
+    return tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+
+
+def engine_overrides(engine_arg: list[str] | None) -> dict[str, Any]:
+    """``--engine-arg`` values as dotted config keys (known fields first, the rest as extra)."""
+    extra = parse_key_values(engine_arg)
+    dotted: dict[str, Any] = {}
+    for known in ("mm_processor_kwargs", "limit_mm_per_prompt", *EngineSettings.model_fields):
+        if known in extra and known != "extra":
+            dotted[f"engine.{known}"] = extra.pop(known)
+    if extra:
+        dotted["engine.extra"] = extra
+    return dotted

@@ -74,13 +74,17 @@ def synthesize_release(
     max_width: int | None = None,
     resolutions: Sequence[tuple[int, int]] = RESOLUTIONS,
     max_per_screenshot: int = 3,
+    target_scale: float = 1.0,
 ) -> SynthSummary:
     """Write ``n`` samples under ``out_dir`` in the official layout.
 
     ``like_official``: the 26 official-style applications and the official group x ui_type
     proportions (exact at ``n=1581``). Otherwise 12 applications (two per group) and an even mix.
-    Every group and both ui_types appear once ``n >= 12``.
+    Every group and both ui_types appear once ``n >= 12``. ``target_scale`` enlarges target
+    boxes (real ones are tiny: a random demo model would almost never hit one).
     """
+    if target_scale <= 0:
+        raise ValueError("target_scale must be > 0")
     rng = random.Random(seed)
     files = _plan_files(n, like_official)
     (out_dir / ANNOTATIONS_DIR).mkdir(parents=True, exist_ok=True)
@@ -94,7 +98,7 @@ def synthesize_release(
             batch = ui_types[position : position + rng.randint(1, max_per_screenshot)]
             size = _scaled(rng.choice(list(resolutions)), max_width)
             name = f"{folder}/screenshot_{screenshots:05d}.png"
-            boxes = _draw_screenshot(out_dir / IMAGES_DIR / name, size, batch, rng)
+            boxes = _draw_screenshot(out_dir / IMAGES_DIR / name, size, batch, rng, target_scale)
             for ui_type, (box, label) in zip(batch, boxes, strict=True):
                 record: dict[str, object] = {
                     "id": f"{app}_{platform}_{position}",
@@ -168,11 +172,15 @@ def _scaled(size: tuple[int, int], max_width: int | None) -> tuple[int, int]:
 
 
 def _draw_screenshot(
-    path: Path, size: tuple[int, int], ui_types: list[str], rng: random.Random
+    path: Path,
+    size: tuple[int, int],
+    ui_types: list[str],
+    rng: random.Random,
+    target_scale: float = 1.0,
 ) -> list[tuple[list[int], str]]:
     """Draw a plausible screen with one visible target per sample; return (bbox, label) each."""
     width, height = size
-    scale = width / 1920
+    scale = width / 1920 * target_scale
     image = Image.new("RGB", size, (236, 236, 236))
     # A "document" area with coarse texture (4x4-pixel cells), so a screenshot costs about what
     # a real one does to decode and compress (a few MB at 4K) without slowing synthesis down.

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import gc
 import os
+import time
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from typing import Any
 
+from screenspot_eval.backends.base import (
+    BackendError,
+    Completion,
+    GroundingRequest,
+    SamplingSettings,
+)
 from screenspot_eval.backends.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
 
@@ -35,16 +43,22 @@ def prepare_environment() -> None:
 class VllmEngine:
     """One ``vllm.LLM`` for a whole run, with its embedder verified before any sample runs."""
 
-    def __init__(self, settings: EngineSettings, verify: bool = True):
+    def __init__(self, settings: EngineSettings, verify: bool = True, window: int | None = None):
         prepare_environment()
         from vllm import LLM
 
         self.settings = settings
         self.kwargs = llm_kwargs(settings)
         self.llm: Any = LLM(**self.kwargs)
-        self.report = self.read_embedder_report()
-        if verify:
-            check_variant(settings.norm, self.report)
+        self.window = window or 2 * (settings.max_num_seqs or 16)
+        self.idle_s = 0.0  # engine idle while waiting for the next input (images)
+        try:
+            self.report = self.read_embedder_report()
+            if verify:
+                check_variant(settings.norm, self.report)
+        except BaseException:
+            self.close()
+            raise
 
     def read_embedder_report(self, with_hf_reference: bool = False) -> EmbedderReport:
         from functools import partial
@@ -58,6 +72,71 @@ class VllmEngine:
         if any(r != first for r in reports[1:]):
             raise RuntimeError(f"workers disagree about their embedder: {reports}")
         return EmbedderReport.model_validate(first)
+
+    def generate(
+        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
+        """Stream requests into the engine and yield completions as they finish.
+
+        At most ``window`` requests are in the engine at once, so the request iterator (which
+        decodes screenshots in its own threads) is consumed only as fast as the engine drains
+        it: memory stays bounded, and vLLM keeps batching continuously because new requests
+        join while others are still decoding. A request the processor rejects becomes a failed
+        completion for that sample; a dead engine raises :class:`BackendError`.
+        """
+        engine = self.llm.llm_engine
+        source = iter(requests)
+        pending: dict[str, tuple[str, float]] = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.window:
+                wait_start = time.perf_counter()
+                request = next(source, None)
+                if not pending:
+                    self.idle_s += time.perf_counter() - wait_start
+                if request is None:
+                    exhausted = True
+                    break
+                started = time.perf_counter()
+                try:
+                    ids = self.llm.enqueue_chat(
+                        with_image(request.messages, request.image),
+                        sampling_params(request, sampling, self.settings.seed),
+                        use_tqdm=False,
+                        chat_template_kwargs=request.chat_template_kwargs,
+                    )
+                except Exception as exc:  # the processor rejected this one input
+                    if not _engine_alive(engine):
+                        raise BackendError(f"the vLLM engine died: {exc}") from exc
+                    yield Completion(request.sample_id, None, error=f"{type(exc).__name__}: {exc}")
+                    continue
+                for request_id in ids:
+                    pending[request_id] = (request.sample_id, started)
+                    pending[request_id.rsplit("-", 1)[0]] = (request.sample_id, started)
+            if not pending:
+                return
+            try:
+                outputs = engine.step()
+            except Exception as exc:
+                raise BackendError(f"the vLLM engine failed mid-run: {exc}") from exc
+            for output in outputs:
+                if not output.finished or output.request_id not in pending:
+                    continue
+                sample_id, started = pending.pop(output.request_id)
+                pending = {k: v for k, v in pending.items() if v[0] != sample_id}
+                answer = output.outputs[0]
+                yield Completion(
+                    sample_id,
+                    answer.text,
+                    latency_s=time.perf_counter() - started,
+                    prompt_tokens=len(output.prompt_token_ids or []),
+                    completion_tokens=len(answer.token_ids),
+                )
+
+    def reset_caches(self) -> None:
+        """Drop the multimodal and prefix caches (needed after an in-place embedder switch)."""
+        self.llm.reset_mm_cache()
+        self.llm.reset_prefix_cache()
 
     def first_token_logprobs(self, image: Any, text: str, k: int = 5) -> dict[int, float]:
         """Greedy first-token top-k logprobs for one image + instruction (a variant fingerprint)."""
@@ -96,3 +175,40 @@ class VllmEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def with_image(messages: list[dict[str, Any]], image: Any) -> list[dict[str, Any]]:
+    """Replace the ``{"type": "image"}`` placeholder with the PIL image for ``LLM.chat``."""
+    filled = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [
+                {"type": "image_pil", "image_pil": image} if item.get("type") == "image" else item
+                for item in content
+            ]
+        filled.append({**message, "content": content})
+    return filled
+
+
+def sampling_params(request: GroundingRequest, sampling: SamplingSettings, seed: int) -> Any:
+    """vLLM ``SamplingParams`` for one request; structured decoding only when asked for."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    structured = None
+    if sampling.structured and request.structured_regex:
+        structured = StructuredOutputsParams(regex=request.structured_regex)
+    return SamplingParams(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        seed=sampling.seed if sampling.seed is not None else seed,
+        structured_outputs=structured,
+    )
+
+
+def _engine_alive(engine: Any) -> bool:
+    core = getattr(engine, "engine_core", None)
+    resources = getattr(core, "resources", None)
+    return not getattr(resources, "engine_dead", False)

@@ -1,0 +1,82 @@
+"""The small model contract every backend implements (in-process vLLM engine, HTTP servers).
+
+A backend turns :class:`GroundingRequest` s into :class:`Completion` s and says which embedder
+variant produced them. Everything else (prompts, parsing, scoring, records) lives outside, so a
+new provider is one class. Pure: no vLLM or torch import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from screenspot_eval.backends.variant import EmbedderReport
+
+
+class SamplingSettings(BaseModel):
+    """Decoding settings; defaults suit ScreenSpot-Pro (greedy, one short JSON answer)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = Field(default=128, ge=1)
+    seed: int = 0
+    structured: bool = False
+    """Constrain decoding to the template's ``structured_regex`` (vLLM structured outputs)."""
+
+
+@dataclass(frozen=True)
+class GroundingRequest:
+    """One sample's prompt: chat messages whose single ``{"type": "image"}`` item is ``image``."""
+
+    sample_id: str
+    messages: list[dict[str, Any]]
+    image: Any  # PIL.Image.Image (RGB), read-only
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    structured_regex: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A request's result: ``text`` when the model answered, else ``error`` (after retries)."""
+
+    sample_id: str
+    text: str | None
+    error: str | None = None
+    latency_s: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: int = 1
+    endpoint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class BackendError(RuntimeError):
+    """The backend as a whole cannot go on (engine died, every server unreachable).
+
+    Raised from :meth:`Backend.generate`; completions yielded before it are valid and kept.
+    """
+
+
+class Backend(Protocol):
+    """What the run loop needs from a model provider."""
+
+    @property
+    def report(self) -> EmbedderReport:
+        """The embedder the backend really runs, as its engine reports it."""
+        ...
+
+    def generate(
+        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
+        """Yield one completion per request as they finish (any order), consuming lazily."""
+        ...
+
+    def close(self) -> None: ...

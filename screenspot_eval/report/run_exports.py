@@ -1,0 +1,109 @@
+"""A run's exports, all regenerated from ``predictions.jsonl`` + ``manifest.json``.
+
+``samples.csv`` (one row per sample), ``metrics.csv`` (one row per slice),
+``screenspot_pro_results.json`` (the official format) and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from screenspot_eval.report.metrics import leaderboard_table, metrics_table
+from screenspot_eval.report.official_json import write_official_json
+from screenspot_eval.store.records import PredictionRecord, records_frame
+
+SAMPLES_CSV = "samples.csv"
+METRICS_CSV = "metrics.csv"
+OFFICIAL_JSON = "screenspot_pro_results.json"
+SUMMARY_MD = "summary.md"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table; floats as given by the caller (format before)."""
+    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = [
+        "| " + " | ".join("" if _is_nan(v) else str(v).replace("|", "\\|") for v in row) + " |"
+        for row in df.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def leaderboard_markdown(frame: pd.DataFrame) -> str:
+    """Group x (text, icon, avg) accuracy in percent with n, like the official leaderboard."""
+    wide = leaderboard_table(frame)
+    shown = pd.DataFrame({"group": wide["group"]})
+    for ui in ("text", "icon", "avg"):
+        shown[f"{ui} %"] = wide[f"{ui}_accuracy"].map(_pct)
+        shown[f"{ui} n"] = wide[f"{ui}_n"]
+    return markdown_table(shown)
+
+
+def summary_markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+    """A short human summary: what ran, on what, the headline numbers and the leaderboard."""
+    config = manifest.get("config", {})
+    engine = config.get("engine", {})
+    counts = manifest.get("counts", {})
+    outcomes = counts.get("outcomes", {})
+    n = len(frame)
+    correct = int((frame["outcome"] == "correct").sum()) if n else 0
+    sessions = manifest.get("sessions", [])
+    rates = [s["samples_per_s"] for s in sessions if s.get("samples_per_s")]
+    lines = [
+        f"# ScreenSpot-Pro run: {engine.get('model')} ({manifest.get('requested_variant')})",
+        "",
+        f"- **Click accuracy: {_pct(correct / n) if n else '0.00'} %** ({correct} / {n})",
+        f"- Outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.items()) or 'none'}",
+        f"- Variant: requested `{manifest.get('requested_variant')}`, engine reports "
+        f"`{manifest.get('effective_variant')}`",
+        f"- Prompt: `{manifest.get('prompt', {}).get('name')}` (hash "
+        f"`{manifest.get('prompt_hash')}`), convention `{manifest.get('convention')}`, "
+        f"structured decoding {'on' if manifest.get('structured_decoding') else 'off'}",
+        f"- Image budget: {manifest.get('image_budget')} soft tokens per image",
+        f"- Data: `{manifest.get('dataset', {}).get('source')}` (content hash "
+        f"`{manifest.get('dataset', {}).get('content_hash')}`), {counts.get('selected')} "
+        f"selected, {len(manifest.get('exclusions', []))} excluded (listed in manifest.json)",
+        f"- Status: {manifest.get('status')}; sessions: {len(sessions)}"
+        + (f"; last throughput {rates[-1]:.2f} samples/s" if rates else ""),
+        "",
+        "## Accuracy (%) by group and UI type",
+        "",
+        leaderboard_markdown(frame) if n else "(no records)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_run_exports(
+    out: Path, records: list[PredictionRecord], manifest: dict[str, Any]
+) -> dict[str, Path]:
+    """Write every export next to the records; returns their paths by name."""
+    out = Path(out)
+    frame = records_frame(records)
+    paths = {
+        "samples": out / SAMPLES_CSV,
+        "metrics": out / METRICS_CSV,
+        "official": out / OFFICIAL_JSON,
+        "summary": out / SUMMARY_MD,
+    }
+    samples = frame.copy()
+    if len(samples):
+        samples["bbox"] = samples["bbox"].map(lambda b: " ".join(f"{v:g}" for v in b))
+        samples["img_size"] = samples["img_size"].map(lambda s: f"{s[0]}x{s[1]}")
+    samples.to_csv(paths["samples"], index=False)
+    metrics_table(frame).to_csv(paths["metrics"], index=False)
+    write_official_json(frame, paths["official"])
+    paths["summary"].write_text(summary_markdown(frame, manifest), encoding="utf-8")
+    return paths

@@ -1,0 +1,155 @@
+"""The full configuration of one run: a TOML file in ``configs/`` overlaid by the command line.
+
+Every setting that can change an outcome is part of the configuration fingerprint that resume
+checks; runtime knobs (decode threads, prefetch, progress output) are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from screenspot_eval.backends.base import SamplingSettings
+from screenspot_eval.backends.engine_args import EngineSettings
+from screenspot_eval.data.select import Selection
+from screenspot_eval.protocol.coords import CoordinateConvention
+from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME
+
+#: Engine settings that decide scheduling or placement, not what a sample's answer is.
+NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
+    {"gpu_memory_utilization", "max_num_seqs", "distributed_executor_backend", "data_parallel_size"}
+)
+
+
+class ConfigError(ValueError):
+    """A config file or option combination that cannot make a run."""
+
+
+class DataSettings(BaseModel):
+    """Where the samples come from and which of them run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = "likaixin/ScreenSpot-Pro"
+    revision: str | None = None
+    strict: bool = True
+    check_images: bool = True
+    selection: Selection = Field(default_factory=Selection)
+
+
+class PromptSettings(BaseModel):
+    """The prompt template and the convention its answers are read in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    template: str = DEFAULT_TEMPLATE_NAME
+    convention: CoordinateConvention | None = None  # None: the template's own
+
+
+class RuntimeSettings(BaseModel):
+    """How the harness runs; never changes an outcome, so not fingerprinted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_workers: int = Field(default=2, ge=1)
+    prefetch: int = Field(default=8, ge=1)
+    window: int | None = Field(default=None, ge=1)  # requests in the engine at once
+    endpoints: tuple[str, ...] = ()
+    api_key: str | None = Field(default=None, exclude=True)  # never written to disk
+    concurrency: int = Field(default=8, ge=1)  # per endpoint
+    request_timeout_s: float = 300.0
+    max_retries: int = Field(default=4, ge=0)
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; ``manifest.json`` stores it verbatim."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: EngineSettings
+    data: DataSettings = Field(default_factory=DataSettings)
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    out: str | None = None  # the results folder; not part of the fingerprint
+
+    def outcome_settings(self) -> dict[str, Any]:
+        """The part of the configuration that can change outcomes (resume must match it)."""
+        engine = self.engine.model_dump(mode="json", exclude=set(NON_OUTCOME_ENGINE_FIELDS))
+        return {
+            "engine": engine,
+            "data": self.data.model_dump(mode="json", exclude={"strict", "check_images"}),
+            "prompt": self.prompt.model_dump(mode="json"),
+            "sampling": self.sampling.model_dump(mode="json"),
+        }
+
+    def fingerprint(self, prompt_hash: str) -> str:
+        """Stable hash of :meth:`outcome_settings` plus the prompt template's content hash."""
+        payload = {**self.outcome_settings(), "prompt_hash": prompt_hash}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML run config as a nested dict (sections engine, data, prompt, sampling, runtime)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_dotted(t, "data.selection.limit", 5)`` creates the path as needed."""
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge; values of ``top`` win, dicts merge key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_config(file: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Config file (if any) overlaid by command-line values (dotted keys, ``None`` = not given)."""
+    tree = read_config_file(file) if file is not None else {}
+    given: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is not None:
+            set_dotted(given, dotted, value)
+    tree = merge(tree, given)
+    if "model" not in tree.get("engine", {}):
+        raise ConfigError("no model given: pass --model or set engine.model in the config")
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        where = f" (config {file})" if file else ""
+        raise ConfigError(f"invalid run configuration{where}:\n{exc}") from exc
+
+
+def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested settings dicts."""
+    lines: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines.extend(diff_settings(a, b, prefix=f"{path}."))
+        elif a != b:
+            lines.append(f"{path}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}")
+    return lines

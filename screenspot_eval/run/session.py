@@ -1,0 +1,314 @@
+"""One run end to end: load and select data, check resume, start the backend, write records.
+
+The order matters for trust: the data and the configuration are checked against the folder's
+manifest before any model is loaded, and the engine's own embedder report is checked before
+any sample runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from screenspot_eval.backends.base import Backend, BackendError
+from screenspot_eval.backends.engine_args import EngineSettings
+from screenspot_eval.backends.variant import check_variant
+from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
+from screenspot_eval.data.sample import Sample
+from screenspot_eval.data.select import select_samples
+from screenspot_eval.data.validate import LoadedDataset, open_dataset
+from screenspot_eval.protocol.prompts import PromptTemplate, load_template
+from screenspot_eval.report.run_exports import write_run_exports
+from screenspot_eval.run.config import RunConfig, diff_settings
+from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
+from screenspot_eval.store.manifest import MANIFEST_VERSION, environment, utc_now
+from screenspot_eval.store.records import PredictionRecord
+from screenspot_eval.store.run_dir import RunDir
+
+GEMMA4_DEFAULT_BUDGET = 280
+BackendFactory = Callable[[RunConfig], Backend]
+
+
+class RunRefusedError(RuntimeError):
+    """The folder holds a run that this configuration or data cannot continue."""
+
+
+class RunAbortedError(RuntimeError):
+    """The run stopped early; everything finished is on disk and ``resume`` says how to go on."""
+
+    def __init__(self, message: str, resume: str | None):
+        super().__init__(message)
+        self.resume = resume
+
+
+@dataclass
+class RunResult:
+    out: Path
+    records: list[PredictionRecord]
+    manifest: dict[str, Any]
+    exports: dict[str, Path]
+
+
+def default_backend(config: RunConfig) -> Backend:
+    """In-process vLLM engine, or the HTTP backend when endpoints are configured."""
+    if config.runtime.endpoints:
+        from screenspot_eval.backends.http import open_http_backend
+
+        return open_http_backend(config)
+    from screenspot_eval.vllm_ext.engine import VllmEngine
+
+    return VllmEngine(config.engine, window=config.runtime.window)
+
+
+def image_budget(engine: EngineSettings) -> int:
+    """Soft tokens per image: the setting, else a local checkpoint's processor config, else 280."""
+    if engine.max_soft_tokens is not None:
+        return engine.max_soft_tokens
+    if isinstance(engine.mm_processor_kwargs.get("max_soft_tokens"), int):
+        return int(engine.mm_processor_kwargs["max_soft_tokens"])
+    processor = Path(engine.model) / "processor_config.json"
+    if processor.is_file():
+        data = json.loads(processor.read_text())
+        budget = data.get("image_processor", data).get("max_soft_tokens")
+        if isinstance(budget, int):
+            return budget
+    return GEMMA4_DEFAULT_BUDGET
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C: finished records stay, the engine is shut down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _content_hash(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _dataset_entry(data: LoadedDataset, files: dict[str, str]) -> dict[str, Any]:
+    return {
+        "source": data.source,
+        "root": str(data.root),
+        "revision": data.revision,
+        "annotation_files": data.annotation_files,
+        "content_hash": _content_hash(files),
+        "files": files,
+    }
+
+
+def check_resumable(
+    old: dict[str, Any], config: RunConfig, template: PromptTemplate, files: dict[str, str]
+) -> None:
+    """Refuse to mix configurations or inputs in one folder; say exactly what differs."""
+    if old.get("config_fingerprint") != config.fingerprint(template.content_hash):
+        new = {**config.outcome_settings(), "prompt_hash": template.content_hash}
+        before = {**old.get("outcome_settings", {}), "prompt_hash": old.get("prompt_hash")}
+        lines = "\n  ".join(diff_settings(before, new)) or "(fingerprint only)"
+        raise RunRefusedError(
+            "this folder holds a run with a different configuration:\n  "
+            f"{lines}\nuse --restart to start it over, or choose another --out"
+        )
+    drift = diff_fingerprints(old.get("dataset", {}).get("files", {}), files)
+    if not drift.is_empty:
+        raise RunRefusedError(
+            f"the dataset changed since this run started: {drift.describe()}\n"
+            "use --restart to start over on the new data, or restore the recorded files"
+        )
+
+
+def _counts(selected: list[Sample], records: list[PredictionRecord]) -> dict[str, Any]:
+    outcomes = Counter(r.outcome.value for r in records)
+    return {
+        "selected": len(selected),
+        "recorded": len(records),
+        "missing": len({s.id for s in selected} - {r.id for r in records}),
+        "outcomes": dict(sorted(outcomes.items())),
+    }
+
+
+def execute_run(
+    config: RunConfig,
+    out: Path,
+    *,
+    restart: bool = False,
+    quiet: bool = False,
+    resume_command: str | None = None,
+    backend_factory: BackendFactory = default_backend,
+) -> RunResult:
+    """Evaluate the configured samples into ``out``, resuming what is already there."""
+    template = load_template(config.prompt.template)
+    convention = config.prompt.convention or template.convention
+    data = open_dataset(
+        config.data.source,
+        config.data.revision,
+        strict=config.data.strict,
+        check_images=config.data.check_images,
+    )
+    selected, selection_exclusions = select_samples(data.samples, config.data.selection)
+    exclusions = [*data.exclusions, *selection_exclusions]
+    files = fingerprint_dataset(data.root, selected)
+    budget = image_budget(config.engine)
+    run = RunDir(out)
+    with run:
+        old = run.read_manifest()
+        if old is not None and restart:
+            run.reset()
+            old = None
+        if old is not None:
+            check_resumable(old, config, template, files)
+        records, repair = run.read_records(repair=True)
+        done = {r.id for r in records}
+        todo = [s for s in selected if s.id not in done]
+        manifest: dict[str, Any] = old or {
+            "manifest_version": MANIFEST_VERSION,
+            "started_at": utc_now(),
+            "sessions": [],
+        }
+        manifest.update(
+            status="running",
+            config=config.model_dump(mode="json"),
+            config_fingerprint=config.fingerprint(template.content_hash),
+            outcome_settings=config.outcome_settings(),
+            prompt=template.to_record(),
+            prompt_hash=template.content_hash,
+            convention=convention.value,
+            image_budget=budget,
+            structured_decoding=config.sampling.structured,
+            requested_variant=config.engine.norm,
+            dataset=_dataset_entry(data, files),
+            exclusions=[e.model_dump(mode="json") for e in exclusions],
+            environment=environment(),
+            resume_command=resume_command,
+            counts=_counts(selected, records),
+        )
+        session: dict[str, Any] = {
+            "started_at": utc_now(),
+            "resumed_from": len(records),
+            "repaired": {
+                "truncated_bytes": repair.truncated_bytes,
+                "retried_failed": repair.dropped_failed,
+            },
+        }
+        manifest["sessions"].append(session)
+        run.write_manifest(manifest)
+        if todo:
+            _run_backend(
+                config,
+                run,
+                manifest,
+                session,
+                todo,
+                data.root,
+                template,
+                budget,
+                quiet,
+                backend_factory,
+            )
+        records, _ = run.read_records()
+        by_id = {r.id: r for r in records}
+        records = [by_id[s.id] for s in selected if s.id in by_id]
+        manifest.update(status="complete", ended_at=utc_now(), counts=_counts(selected, records))
+        session["ended_at"] = manifest["ended_at"]
+        run.write_manifest(manifest)
+        exports = write_run_exports(out, records, manifest)
+    return RunResult(out=out, records=records, manifest=manifest, exports=exports)
+
+
+def _run_backend(
+    config: RunConfig,
+    run: RunDir,
+    manifest: dict[str, Any],
+    session: dict[str, Any],
+    todo: list[Sample],
+    root: Path,
+    template: PromptTemplate,
+    budget: int,
+    quiet: bool,
+    backend_factory: BackendFactory,
+) -> None:
+    load_start = time.perf_counter()
+    backend: Backend | None = None
+    bar = tqdm(total=len(todo), unit="sample", disable=True)
+    correct = done = 0
+    try:
+        with sigterm_as_interrupt():
+            backend = backend_factory(config)
+            report = backend.report
+            manifest["engine_report"] = report.model_dump(mode="json")
+            manifest["effective_variant"] = report.effective_variant
+            check_variant(config.engine.norm, report)
+            session["load_s"] = round(time.perf_counter() - load_start, 3)
+            run.write_manifest(manifest)
+            spec = PipelineSpec(
+                template=template,
+                convention=config.prompt.convention or template.convention,
+                language=config.data.selection.language,
+                sampling=config.sampling,
+                variant=report.effective_variant,
+                image_budget=budget,
+            )
+            eval_start = time.perf_counter()
+            bar = tqdm(total=len(todo), unit="sample", disable=quiet, desc=config.engine.norm)
+
+            def on_record(record: PredictionRecord) -> None:
+                nonlocal correct, done
+                run.append(record)
+                done += 1
+                correct += record.outcome.value == "correct"
+                bar.update(1)
+                bar.set_postfix(acc=f"{correct / done:.1%}", refresh=False)
+
+            evaluate_samples(
+                todo,
+                root,
+                backend,
+                spec,
+                on_record=on_record,
+                image_workers=config.runtime.image_workers,
+                prefetch=config.runtime.prefetch,
+            )
+            seconds = time.perf_counter() - eval_start
+            session.update(
+                samples=done,
+                eval_s=round(seconds, 3),
+                samples_per_s=round(done / seconds, 3) if seconds > 0 else None,
+                engine_idle_s=round(getattr(backend, "idle_s", 0.0), 3),
+            )
+    except (BackendError, KeyboardInterrupt) as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"backend failed: {exc}"
+        session.update(samples=done, ended_at=utc_now(), error=reason)
+        manifest.update(status="interrupted", error=reason)
+        run.write_manifest(manifest)
+        resume = manifest.get("resume_command")
+        raise RunAbortedError(
+            f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
+            f"{run.predictions}",
+            resume,
+        ) from exc
+    finally:
+        bar.close()
+        run.close()
+        if backend is not None:
+            backend.close()

@@ -1,0 +1,46 @@
+"""Run the installed console script in a subprocess, as users do (the plugin loads by entry point)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli_command() -> list[str]:
+    exe = shutil.which("screenspot-eval", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "screenspot_eval"]
+
+
+def cli_env(update: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the default multiprocess engine
+    env.update(update or {})
+    return env
+
+
+def run_cli(
+    args: list[str], env_update: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli_command(), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(env_update),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def popen_cli(args: list[str], env_update: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the CLI in its own process group (so a test can kill the whole tree)."""
+    return subprocess.Popen(
+        [*cli_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(env_update),
+        start_new_session=True,
+    )
