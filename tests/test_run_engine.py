@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -151,10 +152,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
 def read_jsonl_lenient(path: Path) -> list[dict]:
     rows = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
     return rows
 
 

@@ -25,7 +25,9 @@ def test_tiny_checkpoint_runs_in_hf_with_an_image(tiny_model_dir: Path):
 
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = Gemma4ForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Click."}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Click."}]}
+    ]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert text.startswith("<bos><|turn>user\n") and text.endswith("<|turn>model\n")
     inputs = processor(text=text, images=[Image.new("RGB", (300, 200), "red")], return_tensors="pt")

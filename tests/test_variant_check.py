@@ -17,7 +17,9 @@ OUR_MODEL = "screenspot_eval.vllm_ext.model.Gemma4WithSelectableEmbedder"
 UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
 
 
-def _report(model_class: str, config_variant: str, class_path: str, measured: str) -> EmbedderReport:
+def _report(
+    model_class: str, config_variant: str, class_path: str, measured: str
+) -> EmbedderReport:
     info = EmbedderInfo(
         attribute="embed_vision",
         class_path=class_path,

@@ -15,6 +15,8 @@ Variant = Literal["pre", "post", "native"]
 MeasuredPlacement = Literal["pre", "post", "unknown"]
 PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
 PLUGIN_EMBEDDER_CLASS = "SelectableNormEmbedder"
+#: ``model_class`` of the report for a server that cannot say what it runs (no embedder route).
+UNVERIFIED_MODEL_CLASS = "unknown (server without the screenspot embedder route)"
 
 
 class EmbedderInfo(BaseModel):
@@ -76,6 +78,15 @@ class VariantMismatchError(RuntimeError):
 
 def check_variant(requested: Variant, report: EmbedderReport) -> None:
     """Raise ``VariantMismatchError`` with the reason unless the engine runs ``requested``."""
+    if report.model_class == UNVERIFIED_MODEL_CLASS:
+        if requested == "native":
+            return
+        raise VariantMismatchError(
+            f"asked for embedder variant {requested!r}, but the server does not report a "
+            "variant (no /screenspot/embedder route: a plain `vllm serve`), so it runs vLLM's "
+            "native embedder as far as can be checked. Serve the model with screenspot_eval's "
+            f"server and norm {requested!r}, or evaluate it as 'native'."
+        )
     if not report.embedders:
         raise VariantMismatchError(
             f"asked for embedder variant {requested!r}, but the loaded model has no multimodal "
