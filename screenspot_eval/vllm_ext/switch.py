@@ -1,0 +1,91 @@
+"""One engine for an A/B: switch the embedder in place instead of loading the model twice.
+
+The placement lives in a tensor buffer that the embedder's forward reads (``torch.where`` over
+both branches), so a switch reaches compiled and graph-captured code alike. After a switch the
+multimodal and prefix caches are reset, otherwise image embeddings or KV blocks computed under
+the other variant would be reused. :func:`self_check` proves the switch on a probe image before
+any sample runs; when it fails, the caller falls back to two engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import partial
+
+from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
+from screenspot_eval.backends.variant import EmbedderReport, Variant, check_variant
+from screenspot_eval.vllm_ext.engine import VllmEngine
+from screenspot_eval.vllm_ext.probe import set_embedder_placement
+from screenspot_eval.vllm_ext.verify import probe_image
+
+SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
+PROBE_TEXT = "Click the blue button."
+MIN_PROBE_DIFFERENCE = 1e-4
+
+
+def switch_embedder(engine: VllmEngine, placement: Variant) -> EmbedderReport:
+    """Set every selectable embedder to ``placement``, reset caches, re-prove it from inside."""
+    if placement not in SWITCHABLE:
+        raise ValueError(f"only pre and post can be switched in place, not {placement!r}")
+    switched = engine.llm.apply_model(partial(set_embedder_placement, placement=placement))
+    if not all(switched):
+        raise RuntimeError(f"no selectable embedder to switch in the engine: {switched}")
+    engine.reset_caches()
+    engine.report = engine.read_embedder_report()
+    check_variant(placement, engine.report)
+    return engine.report
+
+
+def self_check(engine: VllmEngine, a: Variant, b: Variant) -> tuple[bool, str]:
+    """Does switching change what the model computes on a probe image? Leaves ``a`` active.
+
+    Checks that each switch is reported from inside the engine with the right measured
+    placement, that the first-token logprobs on the same probe image differ between the two
+    placements, and that switching back reproduces ``a``'s logprobs (caches really reset).
+    """
+    image = probe_image()
+    try:
+        switch_embedder(engine, a)
+        first = engine.first_token_logprobs(image, PROBE_TEXT)
+        switch_embedder(engine, b)
+        second = engine.first_token_logprobs(image, PROBE_TEXT)
+        switch_embedder(engine, a)
+        again = engine.first_token_logprobs(image, PROBE_TEXT)
+    except Exception as exc:  # any failure means: do not trust the switch
+        return False, f"in-place switch failed: {type(exc).__name__}: {exc}"
+    difference = _max_difference(first, second)
+    drift = _max_difference(first, again)
+    if difference < MIN_PROBE_DIFFERENCE:
+        return False, f"{a} and {b} gave the same probe logprobs (max diff {difference:.2e})"
+    if drift > MIN_PROBE_DIFFERENCE:
+        return False, f"switching back to {a} did not reproduce its logprobs ({drift:.2e})"
+    return True, f"in-place switch verified: probe logprob difference {difference:.3g}"
+
+
+def _max_difference(x: dict[int, float], y: dict[int, float]) -> float:
+    if set(x) != set(y):
+        return float("inf")
+    return max(abs(x[k] - y[k]) for k in x)
+
+
+class BorrowedEngine:
+    """A backend view of a shared engine: ``close`` leaves the engine running for the next run."""
+
+    def __init__(self, engine: VllmEngine):
+        self.engine = engine
+
+    @property
+    def report(self) -> EmbedderReport:
+        return self.engine.report
+
+    @property
+    def idle_s(self) -> float:
+        return self.engine.idle_s
+
+    def generate(
+        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
+        return self.engine.generate(requests, sampling)
+
+    def close(self) -> None:
+        """The owner closes the engine."""
