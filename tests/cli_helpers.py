@@ -44,3 +44,28 @@ def popen_cli(args: list[str], env_update: dict[str, str] | None = None) -> subp
         env=cli_env(env_update),
         start_new_session=True,
     )
+
+
+def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--model",
+        str(model),
+        "--norm",
+        "pre",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "2048",
+        "--max-num-seqs",
+        "1",  # one sequence at a time: outcomes independent of batch composition
+        "--structured",
+        "--max-tokens",
+        "48",
+        "--quiet",
+        *extra,
+    ]

@@ -33,3 +33,15 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     synthesize_release(root, 48, seed=1, max_width=640, target_scale=4.0)
     return root
+
+
+@pytest.fixture(scope="session")
+def full_run(tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One uninterrupted in-process `run` (pre, fp32, greedy, structured): the reference that
+    resume, server and fault tests compare their outcomes with."""
+    from cli_helpers import run_args, run_cli
+
+    out = tmp_path_factory.mktemp("run") / "pre"
+    proc = run_cli(run_args(tiny_model_dir, synth_data, out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc

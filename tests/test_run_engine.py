@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import popen_cli, run_cli
+from cli_helpers import popen_cli, run_args, run_cli
 
 pytestmark = pytest.mark.engine
 
@@ -25,41 +25,8 @@ EXPORTS = (
 )
 
 
-def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--model",
-        str(model),
-        "--norm",
-        "pre",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "2048",
-        "--max-num-seqs",
-        "1",  # one sequence at a time: outcomes independent of batch composition
-        "--structured",
-        "--max-tokens",
-        "48",
-        "--quiet",
-        *extra,
-    ]
-
-
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def full_run(tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("run") / "pre"
-    proc = run_cli(run_args(tiny_model_dir, synth_data, out))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc
 
 
 def test_run_writes_every_file(full_run):

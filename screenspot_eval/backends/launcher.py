@@ -21,6 +21,15 @@ from screenspot_eval.backends.engine_args import LOOPBACK_HOSTS, EngineSettings,
 from screenspot_eval.backends.http_server import wait_until_healthy
 
 
+def _terminate_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the launching process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class ServerStartError(RuntimeError):
     """The server exited or did not become healthy; carries the tail of its log."""
 
@@ -90,6 +99,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=server_environment(self.api_key),
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
         try:
             self._wait_healthy(timeout_s)

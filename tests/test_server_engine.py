@@ -1,0 +1,160 @@
+"""`screenspot-eval serve` on 127.0.0.1 and `run --endpoint` against it, in the real engine.
+
+Same outcomes as the in-process engine for the same variant (greedy, fp32, one sequence at a
+time), the variant proven through the server's own route, and a server killed mid-run: the
+run stops with a clear error, keeps what finished, and a resume completes every sample once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from cli_helpers import popen_cli, run_args, run_cli
+
+pytestmark = pytest.mark.server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[str]:
+    proc = popen_cli(
+        [
+            "serve",
+            "--model",
+            str(model),
+            "--norm",
+            "pre",
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "2048",
+            "--max-num-seqs",
+            "1",
+            "--log",
+            str(log),
+        ]
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"serve exited: {proc.stdout.read() if proc.stdout else ''}"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/screenspot/embedder", timeout=5).is_success:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"server on port {port} not ready:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """SIGTERM: `serve` shuts its server down. SIGKILL: the whole tree dies at once (a crash)."""
+    if proc.poll() is not None:
+        return
+    if sig == signal.SIGKILL:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    proc = start_server(tiny_model_dir, port, log)
+    state = {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}", "log": log}
+    yield state
+    stop_server(state["proc"])
+
+
+def records(path: Path) -> dict[str, dict]:
+    rows = [json.loads(x) for x in (path / "predictions.jsonl").read_text().splitlines() if x]
+    return {r["id"]: r for r in rows}
+
+
+def test_server_reports_the_variant_from_inside_the_engine(server):
+    report = httpx.get(server["url"] + "/screenspot/embedder", timeout=30).json()
+    assert report["config_variant"] == "pre"
+    assert report["embedders"][0]["measured_placement"] == "pre"
+    assert report["model_class"].endswith("Gemma4WithSelectableEmbedder")
+
+
+def test_run_against_server_equals_in_process(
+    server, full_run, tiny_model_dir, synth_data, tmp_path
+):
+    out = tmp_path / "http"
+    proc = run_cli(run_args(tiny_model_dir, synth_data, out, "--endpoint", server["url"]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["effective_variant"] == "pre"
+    assert manifest["engine_report"]["config_variant"] == "pre"
+    http, local = records(out), records(full_run[0])
+    assert set(http) == set(local)
+    for sample_id, record in http.items():
+        assert record["endpoint"]
+        assert (record["outcome"], record["raw_response"]) == (
+            local[sample_id]["outcome"],
+            local[sample_id]["raw_response"],
+        ), sample_id
+
+
+def test_labelling_a_pre_server_post_is_refused(server, tiny_model_dir, synth_data, tmp_path):
+    args = run_args(tiny_model_dir, synth_data, tmp_path / "wrong", "--endpoint", server["url"])
+    args[args.index("--norm") + 1] = "post"
+    proc = run_cli(args)
+    assert proc.returncode == 1
+    assert "embedder check failed" in proc.stderr
+    assert not (tmp_path / "wrong" / "predictions.jsonl").exists()
+
+
+def test_serve_refuses_a_public_host(tiny_model_dir):
+    proc = run_cli(["serve", "--model", str(tiny_model_dir), "--host", "0.0.0.0"])
+    assert proc.returncode == 2
+    assert "--allow-remote" in proc.stderr
+
+
+def test_server_killed_mid_run_then_resume(server, full_run, tiny_model_dir, synth_data, tmp_path):
+    """Runs last in this module: it kills the shared server and starts a new one."""
+    out = tmp_path / "fault"
+    args = run_args(tiny_model_dir, synth_data, out, "--endpoint", server["url"])
+    run = popen_cli(args)
+    predictions = out / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        if predictions.exists() and len(predictions.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.02)
+    stop_server(server["proc"], signal.SIGKILL)
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 1, output[-3000:]
+    assert "backend failed" in output and "resume with:" in output
+    kept = records(out)
+    assert 5 <= len(kept) < 48
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+
+    server["proc"] = start_server(tiny_model_dir, server["port"], server["log"])
+    resumed = run_cli(args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    lines = predictions.read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 48
+    local = records(full_run[0])
+    for sample_id, record in records(out).items():
+        assert record["outcome"] == local[sample_id]["outcome"], sample_id
