@@ -375,3 +375,22 @@ def test_terminal_lines_fit_in_100_columns() -> None:
     short = render_terminal(_compare(pair_records(*make_frames()).frame), label_a="A", label_b="B")
     assert short.splitlines()[0] == _compare(pair_records(*make_frames()).frame).headline("A", "B")
     assert all(g in short for g in ("Dev", "Office", "CAD"))
+
+
+def test_hostile_labels_are_escaped_and_dollars_do_not_break_the_chart(tmp_path: Path) -> None:
+    paired = pair_records(*make_frames())
+    label_a, label_b = "<script>alert(3)</script>", 'run $x$ "><img src=y onerror=z>'
+    files = write_comparison(
+        tmp_path,
+        paired,
+        _compare(paired.frame),
+        label_a=label_a,
+        label_b=label_b,
+        dataset_root=None,
+    )
+    page = files[REPORT_HTML].read_text(encoding="utf-8")
+    assert label_a not in page and label_b not in page
+    parsed = _parse(page)
+    assert "script" not in [t for t, _ in parsed.tags]
+    assert all(not any(n.startswith("on") for n in attrs) for _, attrs in parsed.tags)
+    assert files[DELTAS_PNG].stat().st_size > 0
