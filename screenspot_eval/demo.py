@@ -14,7 +14,7 @@ DEMO_CONFIG = Path("configs/tiny-cpu.toml")
 MODEL_DIR = Path("models/tiny-gemma4")
 DATA_DIR = Path("data/synth-demo")
 OUT_DIR = Path("results/demo")
-N_SAMPLES = 60
+N_SAMPLES = 100
 
 BANNER = """\
 screenspot-eval demo: post-norm vs pre-norm Gemma 4 embedder, in the real vLLM engine (CPU).
@@ -40,7 +40,7 @@ def prepare(model_dir: Path = MODEL_DIR, data_dir: Path = DATA_DIR) -> None:
         from screenspot_eval.data.synth import synthesize_release
 
         print(f"writing a {N_SAMPLES}-sample synthetic ScreenSpot-Pro release to {data_dir} ...")
-        synthesize_release(data_dir, N_SAMPLES, seed=0, max_width=1280, target_scale=4.0)
+        synthesize_release(data_dir, N_SAMPLES, seed=0, max_width=1280, target_scale=8.0)
 
 
 def main(argv: list[str] | None = None) -> int:

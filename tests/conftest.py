@@ -31,7 +31,7 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from screenspot_eval.data.synth import synthesize_release
 
     root = tmp_path_factory.mktemp("synth")
-    synthesize_release(root, 48, seed=1, max_width=640, target_scale=4.0)
+    synthesize_release(root, 48, seed=1, max_width=640, target_scale=8.0)
     return root
 
 

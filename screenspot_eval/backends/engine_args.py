@@ -78,9 +78,11 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
     overrides = dict(settings.extra.get("hf_overrides", {}))
     overrides.update(hf_overrides_for(settings.norm))
     extra = {k: v for k, v in settings.extra.items() if k != "hf_overrides"}
-    clash = sorted(set(extra) & set(kwargs))
+    clash = sorted(set(extra) & (set(kwargs) | set(EngineSettings.model_fields) - {"extra"}))
     if clash:
-        raise ValueError(f"engine argument(s) {clash} given twice (as an option and as extra)")
+        raise ValueError(
+            f"engine argument(s) {clash} given twice (as a setting of their own and as extra)"
+        )
     kwargs.update(extra)
     if overrides:
         kwargs["hf_overrides"] = overrides

@@ -75,7 +75,11 @@ def compare(
     Example: screenspot-eval compare results/e4b-post results/e4b-pre --out results/e4b-ab
     """
     from screenspot_eval.report.pairing import UnpairedSamplesError
-    from screenspot_eval.run.compare import RunMismatchError, compare_runs
+    from screenspot_eval.run.compare import (
+        OneEngineUnavailableError,
+        RunMismatchError,
+        compare_runs,
+    )
     from screenspot_eval.store.run_dir import RunDirError
 
     stats = {"seed": bootstrap_seed, "n_resamples": resamples}
@@ -95,7 +99,7 @@ def compare(
         else:
             values = {k: v for k, v in locals().items() if k in RUN_OPTION_NAMES}
             result = _run_and_compare(values, a, b, engines, endpoint_a, endpoint_b, stats)
-    except (RunMismatchError, UnpairedSamplesError, RunDirError) as exc:
+    except (RunMismatchError, UnpairedSamplesError, RunDirError, OneEngineUnavailableError) as exc:
         fail(str(exc))
     typer.echo(result.terminal)
     for note in result.notes:

@@ -22,8 +22,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def run_overrides(**values: Any) -> dict[str, Any]:
     """Command-line values as dotted config keys; ``None`` means "not given"."""
     v = values
+    from_engine_args = o.engine_overrides(v["engine_arg"])
     listed = {k: tuple(v[k]) if v[k] else None for k in ("group", "application", "platform")}
-    return {
+    overrides: dict[str, Any] = {
         "engine.model": v["model"],
         "engine.norm": v["norm"],
         "engine.revision": v["revision"],
@@ -37,7 +38,6 @@ def run_overrides(**values: Any) -> dict[str, Any]:
         "engine.distributed_executor_backend": v["distributed_executor_backend"],
         "engine.enforce_eager": v["enforce_eager"],
         "engine.max_soft_tokens": v["max_soft_tokens"],
-        **o.engine_overrides(v["engine_arg"]),
         "data.source": v["data"],
         "data.revision": v["data_revision"],
         "data.strict": v["strict"],
@@ -60,6 +60,11 @@ def run_overrides(**values: Any) -> dict[str, Any]:
         "runtime.image_workers": v["image_workers"],
         "out": str(v["out"]) if v["out"] is not None else None,
     }
+    clash = sorted(k for k in from_engine_args if overrides.get(k) is not None)
+    if clash:
+        names = ", ".join(k.removeprefix("engine.") for k in clash)
+        fail(f"{names} given both as an option and as --engine-arg; give it once", code=2)
+    return {**overrides, **from_engine_args}
 
 
 def run(
@@ -110,8 +115,8 @@ def run(
 
     Example: screenspot-eval run --model google/gemma-4-E4B-it --norm pre --out results/e4b-pre
     """
-    overrides = run_overrides(**{k: v for k, v in locals().items() if k != "print_config"})
-    resolved = resolve_or_fail(config, overrides)
+    given = run_overrides(**{k: v for k, v in locals().items() if k != "print_config"})
+    resolved = resolve_or_fail(config, given)
     if print_config:
         typer.echo(json.dumps(describe_config(resolved), indent=2))
         return

@@ -26,6 +26,10 @@ from screenspot_eval.store.run_dir import RunDir, RunDirError
 EngineMode = Literal["auto", "one", "two"]
 
 
+class OneEngineUnavailableError(RuntimeError):
+    """``--engines one`` was required but the in-place switch did not pass its self-check."""
+
+
 class RunMismatchError(ValueError):
     """Two runs whose settings differ in more than the variant."""
 
@@ -167,6 +171,10 @@ def run_ab(
         if shared is not None:
             notes.append(shared[2])
             return shared[0], shared[1], notes
+        if engines == "one":
+            raise OneEngineUnavailableError(
+                "the one-engine self-check failed (see above); use --engines two or auto"
+            )
         notes.append("one-engine self-check failed: ran two engines instead")
     result_a = execute_run(cfg_a, Path(str(cfg_a.out)), **kwargs)
     result_b = execute_run(cfg_b, Path(str(cfg_b.out)), **kwargs)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from screenspot_eval.backends.base import SamplingSettings
-from screenspot_eval.backends.engine_args import EngineSettings
+from screenspot_eval.backends.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.select import Selection
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME
@@ -135,11 +135,13 @@ def resolve_config(file: Path | None, overrides: dict[str, Any]) -> RunConfig:
     tree = merge(tree, given)
     if "model" not in tree.get("engine", {}):
         raise ConfigError("no model given: pass --model or set engine.model in the config")
+    where = f" (config {file})" if file else ""
     try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        where = f" (config {file})" if file else ""
+        config = RunConfig.model_validate(tree)
+        llm_kwargs(config.engine)  # the engine arguments must be buildable before anything runs
+    except (ValidationError, ValueError) as exc:
         raise ConfigError(f"invalid run configuration{where}:\n{exc}") from exc
+    return config
 
 
 def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

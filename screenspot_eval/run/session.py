@@ -173,7 +173,7 @@ def execute_run(
     run = RunDir(out)
     with run:
         old = run.read_manifest()
-        if old is not None and restart:
+        if restart:
             run.reset()
             old = None
         if old is not None:
@@ -186,6 +186,7 @@ def execute_run(
             "started_at": utc_now(),
             "sessions": [],
         }
+        manifest.pop("error", None)
         manifest.update(
             status="running",
             config=config.model_dump(mode="json"),
@@ -210,6 +211,7 @@ def execute_run(
                 "truncated_bytes": repair.truncated_bytes,
                 "retried_failed": repair.dropped_failed,
             },
+            "lock": run.lock_note,
         }
         manifest["sessions"].append(session)
         run.write_manifest(manifest)
@@ -298,17 +300,37 @@ def _run_backend(
             )
     except (BackendError, KeyboardInterrupt) as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"backend failed: {exc}"
-        session.update(samples=done, ended_at=utc_now(), error=reason)
-        manifest.update(status="interrupted", error=reason)
-        run.write_manifest(manifest)
+        _record_stop(run, manifest, session, todo, done, "interrupted", reason)
         resume = manifest.get("resume_command")
         raise RunAbortedError(
             f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
             f"{run.predictions}",
             resume,
         ) from exc
+    except Exception as exc:
+        _record_stop(run, manifest, session, todo, done, "failed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         bar.close()
         run.close()
         if backend is not None:
             backend.close()
+
+
+def _record_stop(
+    run: RunDir,
+    manifest: dict[str, Any],
+    session: dict[str, Any],
+    todo: list[Sample],
+    done: int,
+    status: str,
+    reason: str,
+) -> None:
+    """Write down why the run stopped and what is on disk now."""
+    run.close()
+    records, _ = run.read_records()
+    session.update(samples=done, ended_at=utc_now(), error=reason)
+    counts = dict(manifest.get("counts", {}))
+    counts.update(recorded=len(records), missing=counts.get("selected", 0) - len(records))
+    manifest.update(status=status, error=reason, counts=counts)
+    run.write_manifest(manifest)

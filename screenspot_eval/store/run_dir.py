@@ -24,6 +24,9 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 
 
+_HELD: set[Path] = set()  # folders this process holds: its own pid in a lock is not stale
+
+
 class RunDirError(RuntimeError):
     """A results folder that cannot be used as asked (locked, corrupt, newer schema)."""
 
@@ -58,6 +61,7 @@ class RunDir:
         self.path = Path(path)
         self._handle: IO[str] | None = None
         self._locked = False
+        self.lock_note: str | None = None
 
     @property
     def predictions(self) -> Path:
@@ -82,7 +86,8 @@ class RunDir:
                 holder = self._read_lock(lock)
                 pid = int(holder.get("pid", -1))
                 same_host = holder.get("host") == me["host"]
-                if same_host and pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                mine = pid == os.getpid() and self.path.resolve() in _HELD
+                if mine or (same_host and pid > 0 and pid != os.getpid() and _pid_alive(pid)):
                     raise RunLockedError(
                         f"{self.path} is being written by another run (pid {pid} on "
                         f"{holder.get('host')}); wait for it to finish or stop it first"
@@ -98,6 +103,8 @@ class RunDir:
             with os.fdopen(fd, "w") as handle:
                 json.dump(me, handle)
             self._locked = True
+            _HELD.add(self.path.resolve())
+            self.lock_note = note
             return note
         raise RunLockedError(f"could not lock {self.path}")
 
@@ -112,6 +119,7 @@ class RunDir:
         self.close()
         if self._locked:
             (self.path / LOCK).unlink(missing_ok=True)
+            _HELD.discard(self.path.resolve())
             self._locked = False
 
     def __enter__(self) -> RunDir:
@@ -210,5 +218,8 @@ class RunDir:
         """Atomic write, so a kill never leaves half a manifest."""
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(manifest, indent=2, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.manifest_path)

@@ -134,8 +134,10 @@ class VllmEngine:
                 )
 
     def reset_caches(self) -> None:
-        """Drop the multimodal and prefix caches (needed after an in-place embedder switch)."""
+        """Drop every cache that holds results of the previous embedder: the processor's
+        multimodal cache, the workers' encoder-output cache and the prefix (KV) cache."""
         self.llm.reset_mm_cache()
+        self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()
 
     def first_token_logprobs(self, image: Any, text: str, k: int = 5) -> dict[int, float]:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from screenspot_eval.backends.engine_args import HF_CONFIG_KEY
 from screenspot_eval.vllm_ext.embedder import SelectableNormEmbedder, rms_norm_without_weight
 from screenspot_eval.vllm_ext.variants import EMBEDDER_ATTRS, requested_variant_from_config
 
@@ -147,11 +148,17 @@ def embedder_report(model: nn.Module, with_hf_reference: bool = False) -> dict[s
 
 
 def set_embedder_placement(model: nn.Module, placement: str) -> list[str]:
-    """Switch every selectable embedder in place (one model load for an A/B)."""
+    """Switch every selectable embedder in place (one model load for an A/B).
+
+    The model's config attribute follows, so later reports say which variant is active now
+    rather than which one the engine was started with.
+    """
     switched = []
     for name in EMBEDDER_ATTRS:
         module = getattr(model, name, None)
         if isinstance(module, SelectableNormEmbedder):
             module.set_placement(placement)  # type: ignore[arg-type]
             switched.append(name)
+    if switched:
+        setattr(model.config, HF_CONFIG_KEY, placement)
     return switched

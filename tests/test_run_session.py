@@ -1,0 +1,526 @@
+"""``execute_run`` end to end with a fake backend: records, exports, resume, refusals, repair.
+
+No vLLM: the backend is a small class implementing the :class:`Backend` protocol that answers
+in the default template's ``box_2d`` format, correctly for some samples and wrongly for others.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from screenspot_eval.backends.base import (
+    BackendError,
+    Completion,
+    GroundingRequest,
+    SamplingSettings,
+)
+from screenspot_eval.backends.variant import (
+    PLUGIN_EMBEDDER_CLASS,
+    PLUGIN_MODEL_CLASS,
+    EmbedderInfo,
+    EmbedderReport,
+    VariantMismatchError,
+)
+from screenspot_eval.data.errors import DatasetError
+from screenspot_eval.data.sample import Sample
+from screenspot_eval.data.synth import synthesize_release
+from screenspot_eval.data.validate import load_release
+from screenspot_eval.run.config import RunConfig, resolve_config
+from screenspot_eval.run.session import (
+    RunAbortedError,
+    RunRefusedError,
+    execute_run,
+)
+from screenspot_eval.store.run_dir import LOCK, RunDir, RunLockedError
+
+N = 12
+UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
+UPSTREAM_EMBEDDER = "vllm.model_executor.models.gemma4_mm.Gemma4MultimodalEmbedder"
+OUR_MODEL = f"screenspot_eval.vllm_ext.model.{PLUGIN_MODEL_CLASS}"
+OUR_EMBEDDER = f"screenspot_eval.vllm_ext.embedder.{PLUGIN_EMBEDDER_CLASS}"
+
+
+def embedder_report(variant: str) -> EmbedderReport:
+    """What an engine running ``variant`` reports: upstream classes for native, ours otherwise."""
+    ours = variant != "native"
+    measured = variant if ours else "post"
+    info = EmbedderInfo(
+        attribute="embed_vision",
+        class_path=OUR_EMBEDDER if ours else UPSTREAM_EMBEDDER,
+        declared_placement=measured if ours else None,
+        measured_placement=measured,
+        in_dim=48,
+        out_dim=64,
+        norm_width=48 if measured == "pre" else 64,
+        rel_error_vs_pre=0.0 if measured == "pre" else 1.0,
+        rel_error_vs_post=0.0 if measured == "post" else 1.0,
+    )
+    return EmbedderReport(
+        model_class=OUR_MODEL if ours else UPSTREAM_MODEL,
+        config_variant=variant,
+        embedders=(info,),
+        vllm_version="0.0.test",
+        vllm_plugins_env=None,
+    )
+
+
+def box_answer(sample: Sample, *, correct: bool) -> str:
+    """A ``yx-1000`` box around the target's centre, or at the far side of the screen."""
+    x1, y1, x2, y2 = sample.bbox
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    if not correct:
+        cx = 0.005 * sample.width if cx > sample.width / 2 else 0.995 * sample.width
+    y = round(cy / sample.height * 1000)
+    x = round(cx / sample.width * 1000)
+    return json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])
+
+
+class FakeBackend:
+    """Answers every request from the known samples; can fail per sample or die midway."""
+
+    def __init__(
+        self,
+        samples: dict[str, Sample],
+        *,
+        variant: str = "native",
+        die_after: int | None = None,
+        die_with: type[BaseException] = BackendError,
+        error_ids: Iterable[str] = (),
+        all_correct: bool = False,
+    ):
+        self.samples = samples
+        self._report = embedder_report(variant)
+        self.die_after = die_after
+        self.die_with = die_with
+        self.error_ids = set(error_ids)
+        self.all_correct = all_correct
+        self.requested: list[str] = []
+        self.closed = False
+
+    @property
+    def report(self) -> EmbedderReport:
+        return self._report
+
+    def correct(self, sample_id: str) -> bool:
+        return self.all_correct or sorted(self.samples).index(sample_id) % 2 == 0
+
+    def generate(
+        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
+        for done, request in enumerate(requests):
+            if self.die_after is not None and done >= self.die_after:
+                raise self.die_with("engine died (test)")
+            assert request.image.size == self.samples[request.sample_id].img_size
+            self.requested.append(request.sample_id)
+            if request.sample_id in self.error_ids:
+                yield Completion(request.sample_id, None, error="HTTP 500 (test)", attempts=3)
+                continue
+            sample = self.samples[request.sample_id]
+            text = box_answer(sample, correct=self.correct(request.sample_id))
+            yield Completion(request.sample_id, text, latency_s=0.01, completion_tokens=9)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Factory:
+    """A ``backend_factory`` that hands out one prepared backend and counts its calls."""
+
+    def __init__(self, backend: FakeBackend | None):
+        self.backend = backend
+        self.calls = 0
+
+    def __call__(self, config: RunConfig) -> FakeBackend:
+        self.calls += 1
+        if self.backend is None:
+            raise AssertionError("the backend factory must not be called")
+        return self.backend
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    synthesize_release(root, N, seed=0, max_width=320)
+    return root
+
+
+@pytest.fixture
+def samples(data_root: Path) -> dict[str, Sample]:
+    return {s.id: s for s in load_release(data_root).samples}
+
+
+@pytest.fixture
+def make_config(data_root: Path) -> Callable[..., RunConfig]:
+    def make(**overrides: Any) -> RunConfig:
+        given = {
+            "engine.model": "fake/model",
+            "engine.max_soft_tokens": 70,
+            "data.source": str(data_root),
+            "runtime.image_workers": 1,
+            "runtime.prefetch": 2,
+        }
+        return resolve_config(None, {**given, **overrides})
+
+    return make
+
+
+def lines_on_disk(out: Path) -> list[dict[str, Any]]:
+    text = (out / "predictions.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def manifest_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def run(config: RunConfig, out: Path, backend: FakeBackend | None, **kwargs: Any):
+    factory = Factory(backend)
+    result = execute_run(config, out, quiet=True, backend_factory=factory, **kwargs)
+    return result, factory
+
+
+# --- a full run ----------------------------------------------------------------------------
+
+
+def test_full_run_writes_every_sample_once_and_all_exports(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    backend = FakeBackend(samples)
+    result, factory = run(make_config(), out, backend)
+
+    assert factory.calls == 1
+    assert backend.closed
+    assert sorted(backend.requested) == sorted(samples)
+    ids = [line["id"] for line in lines_on_disk(out)]
+    assert sorted(ids) == sorted(samples)  # every sample exactly once
+    assert [r.id for r in result.records] == list(samples)  # dataset order
+    outcomes = {r.id: r.outcome.value for r in result.records}
+    assert outcomes == {i: "correct" if backend.correct(i) else "wrong" for i in samples}
+    assert {r.variant for r in result.records} == {"native"}
+
+    assert set(result.exports) == {"samples", "metrics", "official", "summary"}
+    for path in result.exports.values():
+        assert path.is_file() and path.stat().st_size > 0, path
+    manifest = manifest_of(out)
+    assert manifest["status"] == "complete"
+    assert manifest["counts"] == {
+        "selected": N,
+        "recorded": N,
+        "missing": 0,
+        "outcomes": {"correct": N // 2, "wrong": N // 2},
+    }
+    assert manifest["effective_variant"] == "native"
+    assert manifest["requested_variant"] == "native"
+    assert manifest["image_budget"] == 70
+    assert len(manifest["sessions"]) == 1
+    assert not (out / ".lock").exists()  # released
+
+
+def test_second_run_with_nothing_to_do_never_starts_a_backend(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    config = make_config()
+    first, _ = run(config, out, FakeBackend(samples))
+    before = (out / "predictions.jsonl").read_bytes()
+
+    second, factory = run(config, out, None)  # a factory that would fail if called
+
+    assert factory.calls == 0
+    assert (out / "predictions.jsonl").read_bytes() == before
+    assert second.records == first.records
+    manifest = manifest_of(out)
+    assert manifest["status"] == "complete"
+    assert len(manifest["sessions"]) == 2
+    assert manifest["sessions"][1]["resumed_from"] == N
+
+
+# --- interruption and resume ---------------------------------------------------------------
+
+
+def test_backend_death_keeps_finished_records_then_resume_completes(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    config = make_config()
+    k = 5
+    dying = FakeBackend(samples, die_after=k)
+    with pytest.raises(RunAbortedError, match="backend failed") as caught:
+        run(config, out, dying, resume_command="screenspot-eval run --again")
+    assert caught.value.resume == "screenspot-eval run --again"
+    assert dying.closed
+    first_ids = [line["id"] for line in lines_on_disk(out)]
+    assert len(first_ids) == k == len(set(first_ids))
+    manifest = manifest_of(out)
+    assert manifest["status"] == "interrupted"
+    assert "engine died" in manifest["error"]
+    assert manifest["sessions"][0]["samples"] == k
+    assert not (out / ".lock").exists()
+
+    healthy = FakeBackend(samples)
+    result, factory = run(config, out, healthy)
+
+    assert factory.calls == 1
+    assert sorted(healthy.requested) == sorted(set(samples) - set(first_ids))  # only the missing
+    ids = [line["id"] for line in lines_on_disk(out)]
+    assert sorted(ids) == sorted(samples)  # all 12, each exactly once
+    assert ids[:k] == first_ids  # the first session's records are kept as they were
+    assert len(result.records) == N
+    manifest = manifest_of(out)
+    assert manifest["status"] == "complete"
+    assert [s["resumed_from"] for s in manifest["sessions"]] == [0, k]
+
+
+def test_keyboard_interrupt_is_an_aborted_run_too(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    with pytest.raises(RunAbortedError, match="interrupted"):
+        run(make_config(), out, FakeBackend(samples, die_after=3, die_with=KeyboardInterrupt))
+    assert len(lines_on_disk(out)) == 3
+    assert manifest_of(out)["status"] == "interrupted"
+
+
+def test_interrupted_manifest_counts_what_is_on_disk(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    with pytest.raises(RunAbortedError):
+        run(make_config(), out, FakeBackend(samples, die_after=4))
+    assert manifest_of(out)["counts"]["recorded"] == 4
+
+
+def test_completed_resume_clears_the_previous_error(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    config = make_config()
+    with pytest.raises(RunAbortedError):
+        run(config, out, FakeBackend(samples, die_after=4))
+    run(config, out, FakeBackend(samples))
+    manifest = manifest_of(out)
+    assert manifest["status"] == "complete"
+    assert "error" not in manifest
+
+
+def test_failed_completion_is_recorded_and_only_it_is_retried(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    config = make_config()
+    bad = sorted(samples)[3]
+    result, _ = run(config, out, FakeBackend(samples, error_ids=[bad]))
+    failed = [r for r in result.records if r.outcome.value == "failed"]
+    assert [r.id for r in failed] == [bad]
+    assert failed[0].error == "HTTP 500 (test)"
+    assert failed[0].attempts == 3
+    assert failed[0].pred_x is None and failed[0].raw_response is None
+    assert manifest_of(out)["counts"]["outcomes"]["failed"] == 1
+
+    retry = FakeBackend(samples, all_correct=True)
+    result, _ = run(config, out, retry)
+
+    assert retry.requested == [bad]
+    by_id = {r.id: r for r in result.records}
+    assert by_id[bad].outcome.value == "correct"
+    ids = [line["id"] for line in lines_on_disk(out)]
+    assert sorted(ids) == sorted(samples)  # the failed line was dropped, not duplicated
+    session = manifest_of(out)["sessions"][-1]
+    assert session["repaired"] == {"truncated_bytes": 0, "retried_failed": [bad]}
+
+
+def test_truncated_tail_from_a_killed_run_is_cut_and_rerun(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    config = make_config()
+    with pytest.raises(RunAbortedError):
+        run(config, out, FakeBackend(samples, die_after=4))
+    half = b'{"schema_version": 1, "id": "half-writ'
+    with (out / "predictions.jsonl").open("ab") as handle:
+        handle.write(half)
+    healthy = FakeBackend(samples)
+    run(config, out, healthy)
+    assert len(healthy.requested) == N - 4
+    assert sorted(line["id"] for line in lines_on_disk(out)) == sorted(samples)
+    assert manifest_of(out)["sessions"][-1]["repaired"]["truncated_bytes"] == len(half)
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+def test_changed_prompt_template_is_refused_with_the_setting_named(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    run(make_config(), out, FakeBackend(samples))
+    before = (out / "predictions.jsonl").read_bytes()
+    changed = make_config(**{"prompt.template": "gemma4-point2d"})
+    with pytest.raises(RunRefusedError) as caught:
+        run(changed, out, None)
+    message = str(caught.value)
+    assert 'prompt.template: "gemma4-box2d" -> "gemma4-point2d"' in message
+    assert "prompt_hash" in message
+    assert "--restart" in message
+    assert (out / "predictions.jsonl").read_bytes() == before
+
+
+def test_changed_sampling_is_refused_but_a_runtime_knob_is_not(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    run(make_config(), out, FakeBackend(samples))
+    with pytest.raises(RunRefusedError, match=r"sampling\.max_tokens: 128 -> 64"):
+        run(make_config(**{"sampling.max_tokens": 64}), out, None)
+    _, factory = run(make_config(**{"runtime.image_workers": 3}), out, None)
+    assert factory.calls == 0
+
+
+def test_modified_image_is_refused_naming_the_file(tmp_path, data_root, make_config, samples):
+    out = tmp_path / "out"
+    run(make_config(), out, FakeBackend(samples))
+    target = sorted(samples.values(), key=lambda s: s.id)[0]
+    path = data_root / "images" / target.img_filename
+    with Image.open(path) as image:
+        edited = image.convert("RGB")
+    edited.putpixel((0, 0), (1, 2, 3))
+    edited.save(path, format="PNG")
+
+    with pytest.raises(RunRefusedError) as caught:
+        run(make_config(), out, None)
+    message = str(caught.value)
+    assert "dataset changed" in message
+    assert f"changed (1): images/{target.img_filename}" in message
+    assert not (out / LOCK).exists()  # the refusal released the folder
+
+
+def test_restart_discards_the_old_records(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    run(make_config(), out, FakeBackend(samples))
+    changed = make_config(**{"prompt.template": "point-xy-1000"})
+    fresh = FakeBackend(samples, all_correct=True)
+    result, _ = run(changed, out, fresh, restart=True)
+    assert sorted(fresh.requested) == sorted(samples)  # everything ran again
+    lines = lines_on_disk(out)
+    assert len(lines) == N
+    assert {line["convention"] for line in lines} == {"xy-1000"}  # the new template's
+    manifest = manifest_of(out)
+    assert len(manifest["sessions"]) == 1
+    assert manifest["config"]["prompt"]["template"] == "point-xy-1000"
+    assert len(result.records) == N
+
+
+def _write_lock(out: Path, pid: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+
+
+def test_folder_locked_by_a_live_run_is_refused_before_the_backend(tmp_path, make_config):
+    out = tmp_path / "out"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _write_lock(out, other.pid)
+        with pytest.raises(RunLockedError, match=rf"pid {other.pid}"):
+            run(make_config(), out, None)
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+    assert not (out / "manifest.json").exists()
+
+
+def test_stale_lock_of_a_dead_run_does_not_stop_the_next(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)
+    _write_lock(out, dead.pid)
+    result, _ = run(make_config(), out, FakeBackend(samples))
+    assert len(result.records) == N
+    assert not (out / LOCK).exists()
+
+
+# --- unreadable images ---------------------------------------------------------------------
+
+
+def _break_image(data_root: Path, sample: Sample) -> None:
+    (data_root / "images" / sample.img_filename).write_bytes(b"this is not a PNG at all")
+
+
+def test_non_image_file_stops_a_strict_run_before_any_backend(
+    tmp_path, data_root, make_config, samples
+):
+    _break_image(data_root, next(iter(samples.values())))
+    with pytest.raises(DatasetError, match="not a readable image"):
+        run(make_config(), tmp_path / "out", None)
+
+
+def test_non_image_file_is_excluded_by_a_lenient_run(tmp_path, data_root, make_config, samples):
+    broken = next(iter(samples.values()))
+    _break_image(data_root, broken)
+    backend = FakeBackend(samples)
+    result, _ = run(make_config(**{"data.strict": False}), tmp_path / "out", backend)
+    assert broken.id not in backend.requested
+    assert len(result.records) == N - 1
+    exclusions = result.manifest["exclusions"]
+    assert [e["sample_id"] for e in exclusions] == [broken.id]
+    assert "not a readable image" in exclusions[0]["reason"]
+    assert result.manifest["counts"]["selected"] == N - 1
+
+
+def test_undecodable_image_without_header_check_becomes_a_failed_record(
+    tmp_path, data_root, make_config, samples
+):
+    broken = next(iter(samples.values()))
+    _break_image(data_root, broken)
+    config = make_config(**{"data.strict": False, "data.check_images": False})
+    backend = FakeBackend(samples)
+    result, _ = run(config, tmp_path / "out", backend)
+    assert broken.id not in backend.requested
+    assert len(result.records) == N
+    record = next(r for r in result.records if r.id == broken.id)
+    assert record.outcome.value == "failed"
+    assert record.error is not None
+    assert record.error.startswith(f"image: cannot decode {broken.img_filename}")
+    assert "UnidentifiedImageError" in record.error
+
+
+def test_truncated_png_passing_the_header_check_becomes_a_failed_record(
+    tmp_path, data_root, make_config, samples
+):
+    broken = next(iter(samples.values()))
+    path = data_root / "images" / broken.img_filename
+    path.write_bytes(path.read_bytes()[:200])  # header intact, pixel data cut
+    result, _ = run(make_config(**{"data.strict": False}), tmp_path / "out", FakeBackend(samples))
+    record = next(r for r in result.records if r.id == broken.id)
+    assert record.outcome.value == "failed"
+    assert record.error is not None and record.error.startswith("image: cannot decode")
+    assert result.manifest["exclusions"] == []
+
+
+# --- the embedder check --------------------------------------------------------------------
+
+
+def test_variant_mismatch_is_refused_and_writes_no_records(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    backend = FakeBackend(samples, variant="post")
+    with pytest.raises(VariantMismatchError, match="'native'"):
+        run(make_config(**{"engine.norm": "native"}), out, backend)
+    assert backend.requested == []
+    assert backend.closed
+    assert not (out / "predictions.jsonl").exists()
+    assert RunDir(out).read_records()[0] == []
+    assert not (out / ".lock").exists()
+
+
+def test_variant_mismatch_does_not_leave_a_running_manifest(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    with pytest.raises(VariantMismatchError):
+        run(make_config(), out, FakeBackend(samples, variant="post"))
+    assert manifest_of(out)["status"] != "running"
+
+
+def test_plugin_variant_that_matches_runs_and_labels_records(tmp_path, make_config, samples):
+    result, _ = run(
+        make_config(**{"engine.norm": "pre"}), tmp_path / "out", FakeBackend(samples, variant="pre")
+    )
+    assert {r.variant for r in result.records} == {"pre"}
+    assert result.manifest["effective_variant"] == "pre"
+    assert result.manifest["engine_report"]["model_class"] == OUR_MODEL
+
+
+def test_restart_discards_records_even_without_a_manifest(tmp_path, make_config, samples):
+    out = tmp_path / "out"
+    run(make_config(), out, FakeBackend(samples))
+    (out / "manifest.json").unlink()
+    fresh = FakeBackend(samples, all_correct=True)
+    run(make_config(), out, fresh, restart=True)
+    assert sorted(fresh.requested) == sorted(samples)
