@@ -25,7 +25,7 @@ is on so it emits well-formed boxes, and the synthetic targets are enlarged so i
 REAL_RUN = """\
 A real run on a GPU machine (see README, "A real run"):
   pip install -e '.[gpu]'
-  screenspot-eval compare -c configs/pr40411-gemma-4-31b.toml
+  screenspot-eval compare -c configs/pr40411-gemma-4-31b.toml  (--a post --b pre)
 """
 
 

@@ -59,7 +59,8 @@ def self_check(engine: VllmEngine, a: Variant, b: Variant) -> tuple[bool, str]:
         return False, f"{a} and {b} gave the same probe logprobs (max diff {difference:.2e})"
     if drift > MIN_PROBE_DIFFERENCE:
         return False, f"switching back to {a} did not reproduce its logprobs ({drift:.2e})"
-    return True, f"in-place switch verified: probe logprob difference {difference:.3g}"
+    shown = "different top tokens" if difference == float("inf") else f"{difference:.3g}"
+    return True, f"in-place switch verified on a probe image ({a} vs {b} logprobs: {shown})"
 
 
 def _max_difference(x: dict[int, float], y: dict[int, float]) -> float:
