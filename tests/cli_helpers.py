@@ -46,6 +46,12 @@ def popen_cli(args: list[str], env_update: dict[str, str] | None = None) -> subp
     )
 
 
+#: Deterministic engine settings for tests: fp32, and one sequence at a time, so outcomes do
+#: not depend on batch composition (interrupted, resumed and served runs must agree).
+ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "1"]
+DECODING_ARGS = ["--structured", "--max-tokens", "48", "--quiet"]
+
+
 def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [
         "run",
@@ -57,15 +63,7 @@ def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         str(data),
         "--out",
         str(out),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "2048",
-        "--max-num-seqs",
-        "1",  # one sequence at a time: outcomes independent of batch composition
-        "--structured",
-        "--max-tokens",
-        "48",
-        "--quiet",
+        *ENGINE_ARGS,
+        *DECODING_ARGS,
         *extra,
     ]

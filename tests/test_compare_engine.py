@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_cli
 
 pytestmark = pytest.mark.engine
 
@@ -33,18 +33,10 @@ def compare_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         str(data),
         "--out",
         str(out),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "2048",
-        "--max-num-seqs",
-        "1",
-        "--structured",
-        "--max-tokens",
-        "48",
+        *ENGINE_ARGS,
+        *DECODING_ARGS,
         "--limit",
         "32",
-        "--quiet",
         *extra,
     ]
 

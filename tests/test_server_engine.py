@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from cli_helpers import popen_cli, run_args, run_cli
+from cli_helpers import ENGINE_ARGS, popen_cli, run_args, run_cli
 
 pytestmark = pytest.mark.server
 
@@ -40,12 +40,7 @@ def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[str]:
             "pre",
             "--port",
             str(port),
-            "--dtype",
-            "float32",
-            "--max-model-len",
-            "2048",
-            "--max-num-seqs",
-            "1",
+            *ENGINE_ARGS,
             "--log",
             str(log),
         ]

