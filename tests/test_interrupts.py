@@ -92,3 +92,35 @@ def test_a_sample_the_engine_rejects_is_recorded_as_failed(
     metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False)
     overall = metrics[metrics["slice"] == "overall"].iloc[0]
     assert overall["failed"] == 1 and overall["wrong_format"] == 0 and overall["n"] == 12
+
+
+def test_engine_core_killed_mid_run_then_resume(
+    full_run, tiny_model_dir: Path, synth_data: Path, tmp_path: Path
+):
+    out = tmp_path / "engine-died"
+    args = run_args(tiny_model_dir, synth_data, out)
+    proc = popen_cli(args)
+    wait_for_records(proc, out / "predictions.jsonl", 3)
+    cores = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        if "EngineCore" in " ".join([*p.cmdline(), p.name()])
+    ]
+    assert cores, "no engine-core process found"
+    for core in cores:
+        core.kill()
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 1, output[-3000:]
+    assert "engine failed mid-run" in output or "engine died" in output, output[-3000:]
+    assert "resume with:" in output
+    kept = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(kept) >= 3
+    resumed = run_cli(args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    records = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len({r["id"] for r in records}) == len(records) == 48
+    reference = {
+        r["id"]: r["outcome"]
+        for r in map(json.loads, (full_run[0] / "predictions.jsonl").read_text().splitlines())
+    }
+    assert {r["id"]: r["outcome"] for r in records} == reference

@@ -5,6 +5,8 @@ Kept apart from the counting so the CLI stays one call and the text stays under 
 
 from __future__ import annotations
 
+import unicodedata
+
 import textwrap
 from dataclasses import dataclass
 
@@ -88,7 +90,15 @@ def render_check(loaded: LoadedDataset, acc: Accounting) -> str:
         "",
         *_exclusion_lines(loaded),
     ]
-    return "\n".join(out)
+    return printable("\n".join(out))
+
+
+def printable(text: str) -> str:
+    """Escape control and format characters (ANSI/OSC sequences, bidi overrides) that dataset
+    text could smuggle into a terminal; line breaks between report lines stay."""
+    return "".join(
+        ch if ch == "\n" or unicodedata.category(ch)[0] != "C" else ascii(ch)[1:-1] for ch in text
+    )
 
 
 def _indent(text: str) -> str:

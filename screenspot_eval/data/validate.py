@@ -89,6 +89,16 @@ def load_release(
     parsed: list[Sample] = []
     for file in files:
         rel = f"{ANNOTATIONS_DIR}/{file.name}"
+        target = file.resolve()
+        if not any(target.is_relative_to(trusted) for trusted in roots):
+            problems.append(
+                InvalidSampleError(
+                    f"annotation file resolves outside the dataset folder (to {str(target)!r}); "
+                    "the whole file is excluded",
+                    file=rel,
+                )
+            )
+            continue
         records = _read_annotation_file(file, rel, problems)
         for index, record in enumerate(records):
             try:

@@ -27,10 +27,16 @@ def markdown_table(df: pd.DataFrame) -> str:
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     rows = [
-        "| " + " | ".join("" if _is_nan(v) else str(v).replace("|", "\\|") for v in row) + " |"
+        "| " + " | ".join("" if _is_nan(v) else _cell(v) for v in row) + " |"
         for row in df.itertuples(index=False)
     ]
     return "\n".join([header, rule, *rows])
+
+
+def _cell(value: Any) -> str:
+    """One table cell: a line break or a pipe in dataset text must not break the table."""
+    text = " ".join(str(value).splitlines())
+    return text.replace("|", "\\|")
 
 
 def _is_nan(value: Any) -> bool:

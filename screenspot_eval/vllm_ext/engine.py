@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -76,6 +77,15 @@ class VllmEngine:
         completion for that sample; a dead engine raises :class:`BackendError`.
         """
         engine = self.llm.llm_engine
+        stop_watch = _watch_engine_core(engine)
+        try:
+            yield from self._generate(engine, requests, sampling)
+        finally:
+            stop_watch.set()
+
+    def _generate(
+        self, engine: Any, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
         source = iter(requests)
         pending: dict[str, tuple[str, float]] = {}
         exhausted = False
@@ -109,7 +119,11 @@ class VllmEngine:
             try:
                 outputs = engine.step()
             except Exception as exc:
-                raise BackendError(f"the vLLM engine failed mid-run: {exc}") from exc
+                in_flight = sorted({sample_id for sample_id, _ in pending.values()})
+                raise BackendError(
+                    f"the vLLM engine failed mid-run ({type(exc).__name__}: {exc}); samples in "
+                    f"flight, not recorded: {', '.join(in_flight)}"
+                ) from exc
             for output in outputs:
                 if not output.finished or output.request_id not in pending:
                     continue
@@ -205,3 +219,24 @@ def _engine_alive(engine: Any) -> bool:
     core = getattr(engine, "engine_core", None)
     resources = getattr(core, "resources", None)
     return not getattr(resources, "engine_dead", False)
+
+
+def _watch_engine_core(engine: Any, interval_s: float = 1.0) -> threading.Event:
+    """Unblock ``engine.step()`` when the engine-core process dies.
+
+    vLLM 0.32's sync client marks the engine dead when its core process exits, but a
+    ``step()`` already waiting on the output queue would wait forever. This watchdog puts an
+    error into that queue, so the run ends with a clear error and keeps its records.
+    """
+    stop = threading.Event()
+    queue = getattr(getattr(engine, "engine_core", None), "outputs_queue", None)
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            if not _engine_alive(engine):
+                if queue is not None:
+                    queue.put_nowait(RuntimeError("the vLLM engine-core process died"))
+                return
+
+    threading.Thread(target=watch, daemon=True, name="screenspot-engine-watch").start()
+    return stop
