@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fakes import fake_report
 from PIL import Image
 
 from screenspot_eval.backends.base import BackendError, GroundingRequest, SamplingSettings
@@ -34,7 +35,6 @@ from screenspot_eval.backends.http import (
 )
 from screenspot_eval.backends.variant import (
     UNVERIFIED_MODEL_CLASS,
-    EmbedderInfo,
     EmbedderReport,
     VariantMismatchError,
     check_variant,
@@ -336,24 +336,7 @@ def test_one_dead_endpoint_of_two_moves_its_work_to_the_other(stubs):
 
 
 def _embedder_report(variant: str) -> EmbedderReport:
-    info = EmbedderInfo(
-        attribute="embed_vision",
-        class_path="screenspot_eval.vllm_ext.embedder.SelectableNormEmbedder",
-        declared_placement=variant,
-        measured_placement=variant,
-        in_dim=48,
-        out_dim=64,
-        norm_width=48 if variant == "pre" else 64,
-        rel_error_vs_pre=0.0 if variant == "pre" else 1.0,
-        rel_error_vs_post=0.0 if variant == "post" else 1.0,
-    )
-    return EmbedderReport(
-        model_class="screenspot_eval.vllm_ext.model.Gemma4WithSelectableEmbedder",
-        config_variant=variant,
-        embedders=(info,),
-        vllm_version="0.32.0",
-        vllm_plugins_env=None,
-    )
+    return fake_report(variant)
 
 
 def test_report_from_the_server_route(stubs):

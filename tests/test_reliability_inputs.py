@@ -20,14 +20,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from fakes import fake_report
 from PIL import Image
 from typer.testing import CliRunner
 
 from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
 from screenspot_eval.backends.variant import (
-    PLUGIN_EMBEDDER_CLASS,
-    PLUGIN_MODEL_CLASS,
-    EmbedderInfo,
     EmbedderReport,
 )
 from screenspot_eval.cli.app import app
@@ -110,25 +108,7 @@ def read_file(root: Path, rel: str) -> list[dict[str, Any]]:
 
 
 def embedder_report(variant: str) -> EmbedderReport:
-    """What an engine running the plugin variant ``variant`` (pre or post) reports."""
-    info = EmbedderInfo(
-        attribute="embed_vision",
-        class_path=f"screenspot_eval.vllm_ext.embedder.{PLUGIN_EMBEDDER_CLASS}",
-        declared_placement=variant,
-        measured_placement=variant,
-        in_dim=48,
-        out_dim=64,
-        norm_width=48 if variant == "pre" else 64,
-        rel_error_vs_pre=0.0 if variant == "pre" else 1.0,
-        rel_error_vs_post=0.0 if variant == "post" else 1.0,
-    )
-    return EmbedderReport(
-        model_class=f"screenspot_eval.vllm_ext.model.{PLUGIN_MODEL_CLASS}",
-        config_variant=variant,
-        embedders=(info,),
-        vllm_version="0.0.test",
-        vllm_plugins_env=None,
-    )
+    return fake_report(variant, vllm_version="0.0.test")
 
 
 class FakeBackend:

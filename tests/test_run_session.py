@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import PLUGIN_MODEL, UPSTREAM_EMBEDDER, UPSTREAM_MODEL, fake_report
 from PIL import Image
 
 from screenspot_eval.backends.base import (
@@ -24,9 +25,6 @@ from screenspot_eval.backends.base import (
     SamplingSettings,
 )
 from screenspot_eval.backends.variant import (
-    PLUGIN_EMBEDDER_CLASS,
-    PLUGIN_MODEL_CLASS,
-    EmbedderInfo,
     EmbedderReport,
     VariantMismatchError,
 )
@@ -43,34 +41,20 @@ from screenspot_eval.run.session import (
 from screenspot_eval.store.run_dir import LOCK, RunDir, RunLockedError
 
 N = 12
-UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
-UPSTREAM_EMBEDDER = "vllm.model_executor.models.gemma4_mm.Gemma4MultimodalEmbedder"
-OUR_MODEL = f"screenspot_eval.vllm_ext.model.{PLUGIN_MODEL_CLASS}"
-OUR_EMBEDDER = f"screenspot_eval.vllm_ext.embedder.{PLUGIN_EMBEDDER_CLASS}"
+OUR_MODEL = PLUGIN_MODEL
 
 
 def embedder_report(variant: str) -> EmbedderReport:
     """What an engine running ``variant`` reports: upstream classes for native, ours otherwise."""
-    ours = variant != "native"
-    measured = variant if ours else "post"
-    info = EmbedderInfo(
-        attribute="embed_vision",
-        class_path=OUR_EMBEDDER if ours else UPSTREAM_EMBEDDER,
-        declared_placement=measured if ours else None,
-        measured_placement=measured,
-        in_dim=48,
-        out_dim=64,
-        norm_width=48 if measured == "pre" else 64,
-        rel_error_vs_pre=0.0 if measured == "pre" else 1.0,
-        rel_error_vs_post=0.0 if measured == "post" else 1.0,
-    )
-    return EmbedderReport(
-        model_class=OUR_MODEL if ours else UPSTREAM_MODEL,
-        config_variant=variant,
-        embedders=(info,),
-        vllm_version="0.0.test",
-        vllm_plugins_env=None,
-    )
+    if variant == "native":
+        return fake_report(
+            "native",
+            measured="post",
+            model_class=UPSTREAM_MODEL,
+            class_path=UPSTREAM_EMBEDDER,
+            vllm_version="0.0.test",
+        )
+    return fake_report(variant, vllm_version="0.0.test")
 
 
 def box_answer(sample: Sample, *, correct: bool) -> str:

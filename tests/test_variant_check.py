@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fakes import fake_report
 
 from screenspot_eval.backends.variant import (
-    EmbedderInfo,
     EmbedderReport,
     VariantMismatchError,
     check_variant,
@@ -20,23 +20,8 @@ UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGener
 def _report(
     model_class: str, config_variant: str, class_path: str, measured: str
 ) -> EmbedderReport:
-    info = EmbedderInfo(
-        attribute="embed_vision",
-        class_path=class_path,
-        declared_placement=measured if class_path == OURS else None,
-        measured_placement=measured,
-        in_dim=48,
-        out_dim=64,
-        norm_width=48 if measured == "pre" else 64,
-        rel_error_vs_pre=0.0 if measured == "pre" else 1.0,
-        rel_error_vs_post=0.0 if measured == "post" else 1.0,
-    )
-    return EmbedderReport(
-        model_class=model_class,
-        config_variant=config_variant,
-        embedders=(info,),
-        vllm_version="0.32.0",
-        vllm_plugins_env=None,
+    return fake_report(
+        config_variant, measured=measured, model_class=model_class, class_path=class_path
     )
 
 
