@@ -1,0 +1,249 @@
+"""Harness overhead (issue 8): `screenspot-eval run` versus a bare vLLM script, same engine.
+
+    .venv/bin/python bench/harness_overhead.py [--n 200] [--max-num-seqs 8] [--repeats 2]
+
+Both sides run the tiny model (fp32, structured decoding, the same `max_num_seqs`) over the
+same ``n`` synthetic samples, screenshots 1920x1080 up to 3840x2160 (the synthetic mix capped at
+3840 px wide). Each side is its own process, one engine at a time:
+
+* harness: ``screenspot-eval run`` in-process (streams screenshots through its decode pool into
+  ``VllmEngine.generate``). Its manifest gives ``eval_s`` (first sample to last record) and
+  ``engine_idle_s`` (time the engine had nothing to do while waiting for a screenshot).
+* bare: this file with ``--bare``. It takes the run's resolved configuration from
+  ``run --print-config`` (the same ``vllm.LLM`` arguments, template and sampling settings),
+  decodes every screenshot first, renders the same messages with
+  ``screenspot_eval.protocol.prompts.render_messages`` and hands all conversations to ONE
+  ``LLM.chat`` call. Only that call is timed (``generate_s``).
+
+The sides alternate ``repeats`` times; the best time of each side counts. The bare answers
+must equal the harness's answers (fp32 greedy), else the comparison is void.
+
+Figures: ``eval_s / generate_s`` (goal <= 1.10), whole-process wall time of each side (with
+engine start), and ``engine_idle_s / eval_s``. Written to ``bench/out/harness_overhead.json``.
+Runtime on 2 cores: about 5 minutes with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common  # bench/common.py (the script's folder is on sys.path)
+
+NAME = "harness_overhead"
+
+
+def tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and its live descendants."""
+    total = 0.0
+    for proc in common.tree(os.getpid()):
+        try:
+            times = proc.cpu_times()
+        except common.psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def bare(config_path: Path, result_path: Path) -> None:
+    """The bare side: pre-decode, one ``LLM.chat`` call, nothing else."""
+    from screenspot_eval.data.images import decode_image
+    from screenspot_eval.data.select import instruction_for, select_samples
+    from screenspot_eval.data.validate import open_dataset
+    from screenspot_eval.protocol.prompts import load_template, render_messages
+    from screenspot_eval.run.config import RunConfig
+
+    resolved = json.loads(config_path.read_text())
+    config = RunConfig.model_validate(resolved["config"])
+    template = load_template(config.prompt.template)
+    data = open_dataset(config.data.source, config.data.revision, check_images=False)
+    samples, _ = select_samples(data.samples, config.data.selection)
+
+    started = time.perf_counter()
+    images: dict[str, Any] = {}
+    for sample in samples:
+        if sample.img_filename not in images:
+            images[sample.img_filename] = decode_image(sample, data.root)
+    decode_s = time.perf_counter() - started
+
+    def conversation(sample: Any) -> list[dict[str, Any]]:
+        instruction = instruction_for(sample, config.data.selection.language) or ""
+        messages = render_messages(template, instruction)
+        for message in messages:
+            content = message["content"]
+            if isinstance(content, list):
+                message["content"] = [
+                    {"type": "image_pil", "image_pil": images[sample.img_filename]}
+                    if item.get("type") == "image"
+                    else item
+                    for item in content
+                ]
+        return messages
+
+    conversations = [conversation(s) for s in samples]
+
+    from vllm import LLM, SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    sampling = config.sampling
+    structured = (
+        StructuredOutputsParams(regex=template.structured_regex)
+        if sampling.structured and template.structured_regex
+        else None
+    )
+    params = [
+        SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed if sampling.seed is not None else config.engine.seed,
+            structured_outputs=structured,
+        )
+        for _ in samples
+    ]
+    started = time.perf_counter()
+    llm = LLM(**resolved["llm_kwargs"])
+    load_s = time.perf_counter() - started
+    cpu_before = tree_cpu_s()
+    started = time.perf_counter()
+    outputs = llm.chat(
+        conversations,
+        params,
+        use_tqdm=False,
+        chat_template_kwargs=dict(template.chat_template_kwargs),
+    )
+    generate_s = time.perf_counter() - started
+    generate_cpu_s = tree_cpu_s() - cpu_before
+    result = {
+        "samples": len(samples),
+        "screenshots": len(images),
+        "decode_s": round(decode_s, 3),
+        "load_s": round(load_s, 3),
+        "generate_s": round(generate_s, 3),
+        # CPU time of this process, the engine core and its worker during the call: how many
+        # of the machine's cores the bare engine kept busy (room left for decoding images)
+        "generate_cpu_s": round(generate_cpu_s, 2),
+        "generate_cores_busy": round(generate_cpu_s / generate_s, 2),
+        "answers": {s.id: o.outputs[0].text for s, o in zip(samples, outputs, strict=True)},
+    }
+    result_path.write_text(json.dumps(result))
+    llm.llm_engine.engine_core.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--max-width", type=int, default=3840)
+    parser.add_argument("--max-num-seqs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--bare", nargs=2, type=Path, metavar=("CONFIG", "RESULT"))
+    args = parser.parse_args()
+    env = common.set_env_defaults()
+    if args.bare:
+        bare(*args.bare)
+        return
+
+    started = time.perf_counter()
+    work = common.OUT / NAME
+    model = common.ensure_tiny_model()
+    data, synth = common.ensure_release(
+        f"mixed{args.n}-w{args.max_width}", args.n, max_width=args.max_width, target_scale=4.0
+    )
+    run_dir = work / "run"
+    run_cmd = [
+        common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
+        "--out", str(run_dir), *common.ENGINE_ARGS, "--max-num-seqs", str(args.max_num_seqs),
+        *common.DECODING_ARGS, "--restart",
+    ]  # fmt: skip
+    resolved = subprocess.run(
+        [*run_cmd, "--print-config"], check=True, capture_output=True, text=True
+    ).stdout
+    config_path = work / "resolved-config.json"
+    work.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(resolved)
+
+    trials: list[dict[str, Any]] = []
+    for trial in range(args.repeats):
+        harness = common.timed_process(run_cmd, log=work / f"run-{trial}.log")
+        harness["session"] = common.session(run_dir)
+        harness_answers = common.answers(run_dir)
+        result_path = work / f"bare-{trial}.json"
+        bare_cmd = [sys.executable, __file__, "--bare", str(config_path), str(result_path)]
+        bare_side = common.timed_process(bare_cmd, log=work / f"bare-{trial}.log")
+        bare_result = json.loads(result_path.read_text())
+        bare_answers = bare_result.pop("answers")
+        bare_side.update(bare_result)
+        same = sum(harness_answers.get(k) == v for k, v in bare_answers.items())
+        s = harness["session"]
+        trials.append(
+            {
+                "harness": harness,
+                "bare": bare_side,
+                "answers_equal": f"{same}/{len(bare_answers)}",
+                "eval_over_generate": common.ratio(s["eval_s"], bare_side["generate_s"]),
+                "wall_over_wall": common.ratio(harness["wall_s"], bare_side["wall_s"]),
+            }
+        )
+        print(json.dumps(trials[-1]["eval_over_generate"]), file=sys.stderr)
+
+    best_h = min(trials, key=lambda t: t["harness"]["session"]["eval_s"])["harness"]
+    best_b = min(trials, key=lambda t: t["bare"]["generate_s"])["bare"]
+    s = best_h["session"]
+    figures = {
+        "benchmark": NAME,
+        "date": common.now_utc(),
+        "machine": common.machine(),
+        "env": env,
+        "command": f".venv/bin/python bench/{Path(__file__).name} --n {args.n} "
+        f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats}",
+        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "settings": {
+            "max_num_seqs": args.max_num_seqs,
+            "dtype": "float32",
+            "structured": True,
+            "max_tokens": 48,
+            "image_workers": 2,
+            "prefetch": 8,
+        },
+        "headline": {
+            "eval_s": s["eval_s"],
+            "bare_generate_s": best_b["generate_s"],
+            "eval_over_generate": common.ratio(s["eval_s"], best_b["generate_s"]),
+            "goal": "<= 1.10",
+            # the bare timer excludes decoding the PNGs; the harness decodes inside eval_s
+            "eval_over_decode_plus_generate": common.ratio(
+                s["eval_s"], best_b["decode_s"] + best_b["generate_s"]
+            ),
+            "bare_generate_cores_busy": best_b.get("generate_cores_busy"),
+            "harness_total_wall_s": best_h["wall_s"],
+            "bare_total_wall_s": best_b["wall_s"],
+            "total_wall_over_bare_total_wall": common.ratio(best_h["wall_s"], best_b["wall_s"]),
+            "total_wall_over_bare_generate": common.ratio(best_h["wall_s"], best_b["generate_s"]),
+            "harness_load_s": s.get("load_s"),
+            "bare_load_s": best_b["load_s"],
+            "bare_decode_s": best_b["decode_s"],
+            "engine_idle_s": s.get("engine_idle_s"),
+            "engine_idle_share_of_eval": common.ratio(s.get("engine_idle_s", 0), s["eval_s"]),
+            "harness_samples_per_s": s.get("samples_per_s"),
+            "bare_samples_per_s": round(best_b["samples"] / best_b["generate_s"], 3),
+            "any_trial_disturbed": any(
+                t[side]["disturbed"] for t in trials for side in ("harness", "bare")
+            ),
+        },
+        "trials": trials,
+        "total_runtime_s": round(time.perf_counter() - started, 1),
+        "loadavg_1min_end": round(os.getloadavg()[0], 2),
+    }
+    path = common.write_figures(NAME, figures)
+    print(json.dumps(figures["headline"], indent=1))
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

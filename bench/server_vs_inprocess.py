@@ -1,0 +1,206 @@
+"""Server versus in-process throughput (issue 8): `run --endpoint` against `serve`, same samples.
+
+    .venv/bin/python bench/server_vs_inprocess.py [--n 200] [--max-num-seqs 8] [--repeats 2]
+
+Both sides evaluate the same ``n`` synthetic samples (screenshots 1920x1080 up to 3840x2160)
+with the tiny model, fp32, structured decoding and the same ``max_num_seqs``:
+
+* in-process: ``screenspot-eval run`` with its own engine;
+* server: ``screenspot-eval serve`` (the ``ServerProcess`` launcher) with the same engine
+  settings, then ``screenspot-eval run --endpoint URL`` (``--concurrency`` = ``max_num_seqs``).
+  The client re-encodes every screenshot as PNG (compress level 1) and the server decodes it
+  again; that is the price of the server path, and both ends share the machine's cores.
+
+One engine at a time: in-process trial 1, then the server for all server trials, then the
+remaining in-process trials. Throughput is samples / ``eval_s`` from each run's manifest (the
+server's start-up is not part of it; it is recorded apart). Ratio = server throughput /
+in-process throughput, best trial of each (goal >= 0.85). Answers must be equal on both sides.
+Written to ``bench/out/server_vs_inprocess.json``. Runtime on 2 cores: about 6 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import common  # bench/common.py (the script's folder is on sys.path)
+import httpx
+
+NAME = "server_vs_inprocess"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(command: list[str], log: Path, port: int) -> tuple[subprocess.Popen, float]:
+    """Start ``serve``; return once it verified its embedder and answers (with the start time)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if "serving " in log.read_text(errors="replace"):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
+            return proc, time.perf_counter() - started
+        time.sleep(0.5)
+    stop_server(proc)
+    raise TimeoutError("serve did not become ready in 600 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM to `serve` (it stops the vLLM server group), then its own session if needed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def client_encode_cost(data: Path, count: int = 14) -> dict[str, Any]:
+    """What the HTTP client pays per request before sending: ``encode_image_data_url`` (PNG,
+    compress level 1, base64) of a decoded screenshot, against reading and base64-encoding the
+    file as it is on disk. Median ms over ``count`` screenshots of the release's mix."""
+    import base64
+    import statistics
+
+    from PIL import Image
+
+    from screenspot_eval.backends.http_payload import encode_image_data_url
+
+    paths = sorted((data / "images").rglob("*.png"))[:count]
+    encode, raw, sizes = [], [], []
+    for path in paths:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        started = time.perf_counter()
+        url = encode_image_data_url(image, "png")
+        encode.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        base64.b64encode(path.read_bytes())
+        raw.append(time.perf_counter() - started)
+        sizes.append(len(url) / 2**20)
+    return {
+        "screenshots": len(paths),
+        "png_reencode_base64_ms": round(1000 * statistics.median(encode), 1),
+        "file_bytes_base64_ms": round(1000 * statistics.median(raw), 1),
+        "data_url_mb": round(statistics.median(sizes), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--max-width", type=int, default=3840)
+    parser.add_argument("--max-num-seqs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    env = common.set_env_defaults()
+    started = time.perf_counter()
+    work = common.OUT / NAME
+    work.mkdir(parents=True, exist_ok=True)
+    model = common.ensure_tiny_model()
+    data, synth = common.ensure_release(
+        f"mixed{args.n}-w{args.max_width}", args.n, max_width=args.max_width, target_scale=4.0
+    )
+    seqs = ["--max-num-seqs", str(args.max_num_seqs)]
+    base = [
+        common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
+        *common.ENGINE_ARGS, *seqs, *common.DECODING_ARGS, "--restart",
+    ]  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve_cmd = [
+        common.CLI, "serve", "--model", str(model), "--norm", "pre", "--port", str(port),
+        *common.ENGINE_ARGS, *seqs, "--log", str(work / "vllm-server.log"),
+    ]  # fmt: skip
+
+    def in_process(trial: int) -> dict[str, Any]:
+        out = work / "inprocess"
+        result = common.timed_process([*base, "--out", str(out)], log=work / f"inproc-{trial}.log")
+        return {**result, "session": common.session(out), "answers": common.answers(out)}
+
+    def via_server(trial: int, server_pid: int) -> dict[str, Any]:
+        out = work / "server"
+        command = [*base, "--out", str(out), "--endpoint", url]
+        command += ["--concurrency", str(args.max_num_seqs)]
+        result = common.timed_process(command, log=work / f"server-{trial}.log", also=(server_pid,))
+        return {**result, "session": common.session(out), "answers": common.answers(out)}
+
+    inproc = [in_process(0)]
+    server, server_start_s = start_server(serve_cmd, work / "serve.log", port)
+    try:
+        remote = [via_server(t, server.pid) for t in range(args.repeats)]
+    finally:
+        stop_server(server)
+    inproc += [in_process(t) for t in range(1, args.repeats)]
+
+    encode_cost = client_encode_cost(data)
+    reference = inproc[0]["answers"]
+    equal = [sum(reference.get(k) == v for k, v in t.pop("answers").items()) for t in remote]
+    for t in inproc:
+        t.pop("answers")
+    best_i = min(inproc, key=lambda t: t["session"]["eval_s"])
+    best_s = min(remote, key=lambda t: t["session"]["eval_s"])
+    n = best_i["session"]["samples"]
+    figures = {
+        "benchmark": NAME,
+        "date": common.now_utc(),
+        "machine": common.machine(),
+        "env": env,
+        "command": f".venv/bin/python bench/server_vs_inprocess.py --n {args.n} "
+        f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats}",
+        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "settings": {
+            "max_num_seqs": args.max_num_seqs,
+            "concurrency": args.max_num_seqs,
+            "dtype": "float32",
+            "structured": True,
+            "max_tokens": 48,
+            "image_format_over_http": "png (compress level 1)",
+        },
+        "headline": {
+            "inprocess_eval_s": best_i["session"]["eval_s"],
+            "server_eval_s": best_s["session"]["eval_s"],
+            "inprocess_samples_per_s": round(n / best_i["session"]["eval_s"], 3),
+            "server_samples_per_s": round(n / best_s["session"]["eval_s"], 3),
+            "server_over_inprocess_throughput": common.ratio(
+                best_i["session"]["eval_s"], best_s["session"]["eval_s"]
+            ),
+            "goal": ">= 0.85",
+            "inprocess_total_wall_s": best_i["wall_s"],
+            "server_run_total_wall_s": best_s["wall_s"],
+            "server_start_s": round(server_start_s, 1),
+            "answers_equal": [f"{e}/{len(reference)}" for e in equal],
+            "any_trial_disturbed": any(t["disturbed"] for t in inproc + remote),
+            # CPU seconds per sample of the whole server trial (client + server processes)
+            "server_trial_cpu_s_per_sample": round(best_s["tree_cpu_s"] / n, 3),
+            "server_trial_cores_busy": round(best_s["tree_cpu_s"] / best_s["wall_s"], 2),
+        },
+        "client_encode_cost": encode_cost,
+        "inprocess_trials": inproc,
+        "server_trials": remote,
+        "total_runtime_s": round(time.perf_counter() - started, 1),
+        "loadavg_1min_end": round(os.getloadavg()[0], 2),
+    }
+    path = common.write_figures(NAME, figures)
+    print(json.dumps(figures["headline"], indent=1))
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
