@@ -41,6 +41,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check screenspot_eval tests bench
 	$(BIN)/ruff format --check screenspot_eval tests bench
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format screenspot_eval tests bench

@@ -80,7 +80,7 @@ def client_encode_cost(data: Path, count: int = 14) -> dict[str, Any]:
 
     from PIL import Image
 
-    from screenspot_eval.backends.http_payload import encode_image_data_url
+    from screenspot_eval.backends.http.payload import encode_image_data_url
 
     paths = sorted((data / "images").rglob("*.png"))[:count]
     encode, raw, sizes = [], [], []

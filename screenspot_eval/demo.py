@@ -32,7 +32,7 @@ A real run on a GPU machine (see README, "A real run"):
 def prepare(model_dir: Path = MODEL_DIR, data_dir: Path = DATA_DIR) -> None:
     """Build the tiny checkpoint and the synthetic release unless they already exist."""
     if not (model_dir / "config.json").is_file():
-        from screenspot_eval.tiny.gemma4 import build_tiny_gemma4
+        from screenspot_eval.backends.vllm.tiny import build_tiny_gemma4
 
         print(f"building the tiny Gemma 4 checkpoint in {model_dir} ...")
         build_tiny_gemma4(model_dir)

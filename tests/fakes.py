@@ -9,8 +9,8 @@ from screenspot_eval.backends.variant import (
     EmbedderReport,
 )
 
-PLUGIN_MODEL = f"screenspot_eval.vllm_ext.model.{PLUGIN_MODEL_CLASS}"
-PLUGIN_EMBEDDER = f"screenspot_eval.vllm_ext.embedder.{PLUGIN_EMBEDDER_CLASS}"
+PLUGIN_MODEL = f"screenspot_eval.backends.vllm.model.{PLUGIN_MODEL_CLASS}"
+PLUGIN_EMBEDDER = f"screenspot_eval.backends.vllm.embedder.{PLUGIN_EMBEDDER_CLASS}"
 UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
 UPSTREAM_EMBEDDER = "vllm.model_executor.models.gemma4_mm.Gemma4MultimodalEmbedder"
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from screenspot_eval import __version__
-from screenspot_eval.backends.engine_args import EngineSettings, llm_kwargs
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.cli.app import app
 
 runner = CliRunner()
@@ -29,7 +29,7 @@ def test_verify_embedder_passes_exact_engine_settings(monkeypatch):
         seen["base"], seen["variants"] = base, list(variants)
         return []
 
-    monkeypatch.setattr("screenspot_eval.vllm_ext.verify.verify_variants", fake_verify)
+    monkeypatch.setattr("screenspot_eval.backends.vllm.verify.verify_variants", fake_verify)
     result = runner.invoke(
         app,
         [

@@ -9,7 +9,7 @@ transformers_gemma4 = pytest.importorskip("transformers.models.gemma4.modeling_g
 
 from torch import nn  # noqa: E402
 
-from screenspot_eval.vllm_ext.embedder import (  # noqa: E402
+from screenspot_eval.backends.vllm.embedder import (  # noqa: E402
     SelectableNormEmbedder,
     rms_norm_without_weight,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from screenspot_eval.backends.engine_args import EngineSettings, hf_overrides_for, llm_kwargs
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, hf_overrides_for, llm_kwargs
 
 
 def test_defaults_map_to_minimal_llm_kwargs():

@@ -22,15 +22,13 @@ from fakes import fake_report
 from PIL import Image
 
 from screenspot_eval.backends.base import BackendError, GroundingRequest, SamplingSettings
-from screenspot_eval.backends.engine_args import EngineSettings
-from screenspot_eval.backends.http import (
+from screenspot_eval.backends.http.backend import (
     HttpBackend,
     HttpSettings,
     backoff_delay,
     chat_payload,
     encode_image_data_url,
     fetch_server_report,
-    open_http_backend,
     wait_until_healthy,
 )
 from screenspot_eval.backends.variant import (
@@ -39,6 +37,7 @@ from screenspot_eval.backends.variant import (
     VariantMismatchError,
     check_variant,
 )
+from screenspot_eval.backends.vllm.engine_args import EngineSettings
 from screenspot_eval.run.config import RunConfig, RuntimeSettings
 
 DROP = "drop"  # respond() result: close the connection without an answer
@@ -273,13 +272,15 @@ def test_timeouts_are_retried_then_recorded_without_killing_the_endpoint(stubs):
     assert "ReadTimeout" in completion.error and stub.url in completion.error
 
 
-def test_open_http_backend_takes_the_run_config_runtime(stubs):
+def test_the_run_layer_builds_the_http_backend_from_the_config_runtime(stubs):
+    from screenspot_eval.run.session import default_backend
+
     stub = stubs()
     config = RunConfig(
         engine=EngineSettings(model="m"),
         runtime=RuntimeSettings(endpoints=(stub.url + "/v1",), concurrency=3, max_retries=1),
     )
-    with open_http_backend(config) as backend:
+    with default_backend(config) as backend:
         assert backend.settings.endpoints == (stub.url,)
         assert backend.settings.concurrency_per_endpoint == 3
         assert backend.settings.max_retries == 1

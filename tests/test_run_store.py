@@ -14,7 +14,8 @@ import pytest
 from screenspot_eval.backends.base import Completion
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
-from screenspot_eval.store.records import SCHEMA_VERSION, PredictionRecord, build_record
+from screenspot_eval.run.grading import build_record
+from screenspot_eval.store.records import SCHEMA_VERSION, PredictionRecord
 from screenspot_eval.store.run_dir import (
     LOCK,
     MANIFEST,

@@ -40,7 +40,7 @@ def test_tiny_checkpoint_runs_in_hf_with_an_image(tiny_model_dir: Path):
 def test_build_is_deterministic(tmp_path: Path):
     from safetensors.torch import load_file
 
-    from screenspot_eval.tiny.gemma4 import build_tiny_gemma4
+    from screenspot_eval.backends.vllm.tiny import build_tiny_gemma4
 
     a = load_file(build_tiny_gemma4(tmp_path / "a") / "model.safetensors")
     b = load_file(build_tiny_gemma4(tmp_path / "b") / "model.safetensors")

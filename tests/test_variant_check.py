@@ -11,9 +11,9 @@ from screenspot_eval.backends.variant import (
     check_variant,
 )
 
-OURS = "screenspot_eval.vllm_ext.embedder.SelectableNormEmbedder"
+OURS = "screenspot_eval.backends.vllm.embedder.SelectableNormEmbedder"
 UPSTREAM = "vllm.model_executor.models.gemma4_mm.Gemma4MultimodalEmbedder"
-OUR_MODEL = "screenspot_eval.vllm_ext.model.Gemma4WithSelectableEmbedder"
+OUR_MODEL = "screenspot_eval.backends.vllm.model.Gemma4WithSelectableEmbedder"
 UPSTREAM_MODEL = "vllm.model_executor.models.gemma4_mm.Gemma4ForConditionalGeneration"
 
 

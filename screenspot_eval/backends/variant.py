@@ -1,6 +1,6 @@
 """What the engine says about its embedder, and the check that it is what was asked for.
 
-Pure: the report is produced inside the engine (``vllm_ext.probe``) and travels back as a
+Pure: the report is produced inside the engine (``backends.vllm.probe``) and travels back as a
 dict; the check and the model live here so run records and the HTTP backend can use them
 without importing vLLM.
 """
@@ -63,13 +63,16 @@ class EmbedderReport(BaseModel):
             return placements.pop() if len(placements) == 1 else "mixed"
         return "native"
 
-    def describe(self) -> str:
-        rows = [
-            f"  {e.attribute}: {e.class_path} placement={e.measured_placement} "
-            f"norm_width={e.norm_width} (in {e.in_dim} -> out {e.out_dim})"
-            for e in self.embedders
-        ]
-        return "\n".join([f"model class: {self.model_class}", *rows])
+
+def unverified_report(vllm_version: str) -> EmbedderReport:
+    """What a server without our route runs as far as anyone can tell: vLLM's native embedder."""
+    return EmbedderReport(
+        model_class=UNVERIFIED_MODEL_CLASS,
+        config_variant="native",
+        embedders=(),
+        vllm_version=vllm_version,
+        vllm_plugins_env=None,
+    )
 
 
 class VariantMismatchError(RuntimeError):

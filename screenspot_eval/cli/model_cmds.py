@@ -22,7 +22,7 @@ def tiny_model(
 
     Example: screenspot-eval tiny-model models/tiny-gemma4
     """
-    from screenspot_eval.tiny.gemma4 import TinyGemma4Spec, build_tiny_gemma4
+    from screenspot_eval.backends.vllm.tiny import TinyGemma4Spec, build_tiny_gemma4
 
     path = build_tiny_gemma4(out_dir, TinyGemma4Spec(seed=seed))
     typer.echo(f"tiny Gemma 4 checkpoint written to {path}")
@@ -51,7 +51,7 @@ def verify_embedder(
 
     Example: screenspot-eval verify-embedder --model models/tiny-gemma4
     """
-    from screenspot_eval.vllm_ext.verify import compare_probes, format_check, verify_variants
+    from screenspot_eval.backends.vllm.verify import compare_probes, format_check, verify_variants
 
     variants = norm or ["native", "pre", "post"]
     bad = [v for v in variants if v not in ("pre", "post", "native")]

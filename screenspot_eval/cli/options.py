@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from screenspot_eval.backends.engine_args import EngineSettings
+from screenspot_eval.backends.vllm.engine_args import EngineSettings
 
 ENGINE = "Engine (vLLM)"
 MODEL = "Model"
@@ -218,7 +218,7 @@ PromptOpt = Annotated[
     str | None,
     typer.Option(
         "--prompt",
-        help="Prompt template name in configs/prompts or a .toml path (default gemma4-box2d).",
+        help="Prompt template: a built-in name (default gemma4-box2d) or a .toml path.",
         rich_help_panel=PROMPT,
     ),
 ]

@@ -134,7 +134,7 @@ def resolve_or_fail(config: Path | None, overrides: dict[str, Any]) -> Any:
 
 def describe_config(config: Any) -> dict[str, Any]:
     """The resolved configuration and the exact ``vllm.LLM`` keyword arguments it gives."""
-    from screenspot_eval.backends.engine_args import llm_kwargs
+    from screenspot_eval.backends.vllm.engine_args import llm_kwargs
 
     return {"config": config.model_dump(mode="json"), "llm_kwargs": llm_kwargs(config.engine)}
 

@@ -62,9 +62,9 @@ def serve(
 
     Example: screenspot-eval serve --model google/gemma-4-E4B-it --norm post --port 8001
     """
-    from screenspot_eval.backends.http_server import endpoint_report
-    from screenspot_eval.backends.launcher import ServerProcess, ServerStartError
+    from screenspot_eval.backends.http.server import endpoint_report
     from screenspot_eval.backends.variant import VariantMismatchError, check_variant
+    from screenspot_eval.backends.vllm.launcher import ServerProcess, ServerStartError
 
     if model is None:
         fail("--model is required", code=2)

@@ -21,8 +21,12 @@ from typing import Any
 from PIL import Image
 
 from screenspot_eval.data.errors import DatasetUnavailableError
-from screenspot_eval.data.paths import ANNOTATIONS_DIR, IMAGES_DIR, resolve_image_path
-from screenspot_eval.data.source import DatasetSource
+from screenspot_eval.data.paths import (
+    ANNOTATIONS_DIR,
+    IMAGES_DIR,
+    DatasetSource,
+    resolve_image_path,
+)
 
 OFFICIAL_FIELDS = (
     "id",

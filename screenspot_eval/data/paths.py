@@ -7,7 +7,9 @@ whose snapshot files are symlinks into the repository's own ``blobs/`` folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal
 
 from screenspot_eval.data.errors import UnsafePathError
 
@@ -64,3 +66,17 @@ def resolve_image_path(
     if not any(resolved.is_relative_to(base) for base in allowed):
         raise unsafe(f"image path resolves outside the dataset folder (to {resolved})")
     return path
+
+
+SourceKind = Literal["folder", "hub", "parquet"]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset folder in the official layout and how it was obtained."""
+
+    root: Path
+    kind: SourceKind
+    spec: str
+    revision: str | None = None
+    """The resolved hub commit (``None`` for a local folder)."""

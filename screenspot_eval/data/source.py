@@ -19,7 +19,7 @@ from screenspot_eval.data.errors import (
     DatasetLayoutError,
     DatasetUnavailableError,
 )
-from screenspot_eval.data.paths import ANNOTATIONS_DIR, IMAGES_DIR
+from screenspot_eval.data.paths import ANNOTATIONS_DIR, IMAGES_DIR, DatasetSource
 
 OFFICIAL_REPO_ID = "likaixin/ScreenSpot-Pro"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -30,24 +30,6 @@ _LOCAL_COPY_HINT = (
     "`screenspot-eval data check /path/to/ScreenSpot-Pro`, or `--data /path/to/ScreenSpot-Pro` "
     "on the run commands."
 )
-
-SourceKind = Literal["folder", "hub", "parquet"]
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """A dataset folder in the official layout and how it was obtained."""
-
-    root: Path
-    kind: SourceKind
-    spec: str
-    revision: str | None = None
-    """The resolved hub commit (``None`` for a local folder)."""
-
-    def describe(self) -> str:
-        pinned = f"@{self.revision}" if self.revision else ""
-        return f"{self.kind} {self.spec}{pinned} ({self.root})"
-
 
 def load_dataset_source(
     spec: str,

@@ -35,7 +35,8 @@ from screenspot_eval.data.paths import (
     trusted_roots,
 )
 from screenspot_eval.data.sample import UI_TYPES, Sample
-from screenspot_eval.data.source import DatasetSource, load_dataset_source
+from screenspot_eval.data.paths import DatasetSource
+from screenspot_eval.data.source import load_dataset_source
 
 _REQUIRED_STR = ("id", "img_filename", "instruction", "application", "platform")
 _OPTIONAL_STR = ("instruction_cn", "group")

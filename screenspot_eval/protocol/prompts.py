@@ -1,7 +1,7 @@
 """Prompt templates as data: TOML files, a frozen model with a content hash, chat rendering.
 
 A grounding number means nothing without the exact prompt that produced it, so templates are
-files (``configs/prompts/*.toml``), every run stores the template's content hash, and the
+files (``screenspot_eval/protocol/templates/*.toml``, shipped as package data), every run stores the template's content hash, and the
 template names the coordinate convention its answers are in: the parser takes it from there,
 never from the numbers.
 """
@@ -12,6 +12,8 @@ import hashlib
 import json
 import re
 import tomllib
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from screenspot_eval.protocol.coords import CoordinateConvention
 
-PROMPTS_DIR: Path = Path(__file__).resolve().parents[2] / "configs" / "prompts"
+PROMPTS_DIR: Traversable = resources.files("screenspot_eval.protocol").joinpath("templates")
+"""The built-in templates: package data, found the same way from a wheel or a source tree."""
 DEFAULT_TEMPLATE_NAME = "gemma4-box2d"
 INSTRUCTION_PLACEHOLDER = "{instruction}"
 IMAGE_PLACEHOLDER: dict[str, str] = {"type": "image"}
@@ -89,10 +92,12 @@ class PromptTemplate(BaseModel):
         }
 
 
-def list_templates(prompts_dir: Path | None = None) -> list[str]:
+def list_templates(prompts_dir: Traversable | None = None) -> list[str]:
     """Names of the templates shipped in ``prompts_dir`` (file stems, sorted)."""
     directory = prompts_dir or PROMPTS_DIR
-    return sorted(p.stem for p in directory.glob("*.toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in directory.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def _looks_like_path(name_or_path: str | Path) -> bool:
@@ -101,16 +106,16 @@ def _looks_like_path(name_or_path: str | Path) -> bool:
 
 
 def load_template(
-    name_or_path: str | Path = DEFAULT_TEMPLATE_NAME, prompts_dir: Path | None = None
+    name_or_path: str | Path = DEFAULT_TEMPLATE_NAME, prompts_dir: Traversable | None = None
 ) -> PromptTemplate:
-    """Load a template by name (``configs/prompts/<name>.toml``) or by file path.
+    """Load a template by name (a built-in one, see :data:`PROMPTS_DIR`) or by file path.
 
     A lookup by name also checks that the file's ``name`` field matches, so a copied file that
     was not renamed inside cannot masquerade as another template.
     """
     directory = prompts_dir or PROMPTS_DIR
     by_path = _looks_like_path(name_or_path)
-    path = Path(name_or_path) if by_path else directory / f"{name_or_path}.toml"
+    path: Traversable = Path(name_or_path) if by_path else directory / f"{name_or_path}.toml"
     if not path.is_file():
         available = ", ".join(list_templates(directory)) or "none"
         raise PromptTemplateError(

@@ -185,8 +185,8 @@ def run_ab(
 def _one_engine(
     cfg_a: RunConfig, cfg_b: RunConfig, a: Variant, b: Variant, kwargs: dict[str, Any], log: Any
 ) -> tuple[RunResult, RunResult, str] | None:
-    from screenspot_eval.vllm_ext.engine import VllmEngine
-    from screenspot_eval.vllm_ext.switch import BorrowedEngine, self_check, switch_embedder
+    from screenspot_eval.backends.vllm.engine import VllmEngine
+    from screenspot_eval.backends.vllm.switch import BorrowedEngine, self_check, switch_embedder
 
     engine = VllmEngine(cfg_a.engine, window=cfg_a.runtime.window)
     try:

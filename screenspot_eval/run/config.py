@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from screenspot_eval.backends.base import SamplingSettings
-from screenspot_eval.backends.engine_args import EngineSettings, llm_kwargs
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.select import Selection
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME

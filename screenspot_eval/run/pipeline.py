@@ -14,7 +14,8 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import Language, instruction_for
 from screenspot_eval.protocol.coords import CoordinateConvention, gemma4_sent_size
 from screenspot_eval.protocol.prompts import PromptTemplate, render_messages
-from screenspot_eval.store.records import PredictionRecord, build_record
+from screenspot_eval.run.grading import build_record
+from screenspot_eval.store.records import PredictionRecord
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from typing import Any
 from tqdm import tqdm
 
 from screenspot_eval.backends.base import Backend, BackendError
-from screenspot_eval.backends.engine_args import EngineSettings
 from screenspot_eval.backends.variant import check_variant
+from screenspot_eval.backends.vllm.engine_args import EngineSettings
 from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import select_samples
@@ -62,11 +62,20 @@ class RunResult:
 
 def default_backend(config: RunConfig) -> Backend:
     """In-process vLLM engine, or the HTTP backend when endpoints are configured."""
-    if config.runtime.endpoints:
-        from screenspot_eval.backends.http import open_http_backend
+    runtime = config.runtime
+    if runtime.endpoints:
+        from screenspot_eval.backends.http.backend import HttpBackend, HttpSettings
 
-        return open_http_backend(config)
-    from screenspot_eval.vllm_ext.engine import VllmEngine
+        return HttpBackend(
+            HttpSettings(
+                endpoints=runtime.endpoints,
+                api_key=runtime.api_key,
+                concurrency_per_endpoint=runtime.concurrency,
+                timeout_s=runtime.request_timeout_s,
+                max_retries=runtime.max_retries,
+            )
+        )
+    from screenspot_eval.backends.vllm.engine import VllmEngine
 
     return VllmEngine(config.engine, window=config.runtime.window)
 

@@ -12,11 +12,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from screenspot_eval.backends.base import Completion
-from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
-from screenspot_eval.protocol.parsing import ParsedClick, ParseFailure, parse_click
-from screenspot_eval.protocol.scoring import Outcome, failed_score, score_click
+from screenspot_eval.protocol.scoring import Outcome
 
 SCHEMA_VERSION = 1
 
@@ -61,59 +58,6 @@ class PredictionRecord(BaseModel):
     def finished(self) -> bool:
         """A ``failed`` record (request error) is retried on resume; every other is final."""
         return self.outcome is not Outcome.FAILED
-
-
-def build_record(
-    sample: Sample,
-    *,
-    instruction: str | None,
-    language: Literal["en", "cn"],
-    completion: Completion,
-    convention: CoordinateConvention,
-    prompt_hash: str,
-    variant: str,
-    sent_size: tuple[int, int] | None = None,
-) -> PredictionRecord:
-    """Parse and score one completion; a failed request becomes ``failed``, never a click."""
-    parsed: ParsedClick | ParseFailure | None = None
-    if completion.ok:
-        parsed = parse_click(
-            completion.text or "", convention, sample.img_size, sent_size=sent_size
-        )
-        score = score_click(parsed, sample.bbox)
-    else:
-        score = failed_score()
-    return PredictionRecord(
-        id=sample.id,
-        img_filename=sample.img_filename,
-        img_size=sample.img_size,
-        bbox=sample.bbox,
-        instruction=instruction,
-        language=language,
-        application=sample.application,
-        platform=sample.platform,
-        group=sample.group,
-        ui_type=sample.ui_type,
-        source_file=sample.source_file,
-        prompt_hash=prompt_hash,
-        convention=convention,
-        variant=variant,
-        raw_response=completion.text,
-        parse_status=None if parsed is None else parsed.status,
-        failure_kind=parsed.kind.value if isinstance(parsed, ParseFailure) else None,
-        answer_format=parsed.answer_format.value if isinstance(parsed, ParsedClick) else None,
-        out_of_image=parsed.out_of_image if isinstance(parsed, ParsedClick) else None,
-        outcome=score.outcome,
-        pred_x=score.x,
-        pred_y=score.y,
-        distance_px=score.distance_px,
-        error=completion.error,
-        attempts=completion.attempts,
-        latency_s=completion.latency_s,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        endpoint=completion.endpoint,
-    )
 
 
 def records_frame(records: list[PredictionRecord]) -> pd.DataFrame:

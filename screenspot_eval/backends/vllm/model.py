@@ -13,8 +13,8 @@ from vllm.model_executor.models.gemma4_mm import (
     Gemma4ForConditionalGeneration as UpstreamGemma4ForConditionalGeneration,
 )
 
-from screenspot_eval.vllm_ext.embedder import SelectableNormEmbedder
-from screenspot_eval.vllm_ext.variants import EMBEDDER_ATTRS, requested_variant_from_config
+from screenspot_eval.backends.vllm.embedder import SelectableNormEmbedder
+from screenspot_eval.backends.vllm.variants import EMBEDDER_ATTRS, requested_variant_from_config
 
 
 class Gemma4WithSelectableEmbedder(UpstreamGemma4ForConditionalGeneration):

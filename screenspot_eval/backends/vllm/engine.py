@@ -15,8 +15,8 @@ from screenspot_eval.backends.base import (
     GroundingRequest,
     SamplingSettings,
 )
-from screenspot_eval.backends.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
 
 
 def prepare_environment() -> None:
@@ -55,7 +55,7 @@ class VllmEngine:
     def read_embedder_report(self, with_hf_reference: bool = False) -> EmbedderReport:
         from functools import partial
 
-        from screenspot_eval.vllm_ext.probe import embedder_report
+        from screenspot_eval.backends.vllm.probe import embedder_report
 
         reports = self.llm.apply_model(
             partial(embedder_report, with_hf_reference=with_hf_reference)

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import IO
 
-from screenspot_eval.backends.engine_args import (
+from screenspot_eval.backends.http.server import wait_until_healthy
+from screenspot_eval.backends.vllm.engine_args import (
     LOOPBACK_HOSTS,
     EngineSettings,
     is_vllm_cpu_build,
     server_command,
 )
-from screenspot_eval.backends.http_server import wait_until_healthy
 
 
 def _terminate_with_parent() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from screenspot_eval.backends.engine_args import HF_CONFIG_KEY
 from screenspot_eval.backends.variant import Variant
+from screenspot_eval.backends.vllm.engine_args import HF_CONFIG_KEY
 
 VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 ARCHITECTURE = "Gemma4ForConditionalGeneration"
-MODEL_CLASS_PATH = "screenspot_eval.vllm_ext.model:Gemma4WithSelectableEmbedder"
+MODEL_CLASS_PATH = "screenspot_eval.backends.vllm.model:Gemma4WithSelectableEmbedder"
 EMBEDDER_ATTRS: tuple[str, ...] = ("embed_vision", "embed_audio")
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from screenspot_eval.backends.engine_args import EngineSettings
 from screenspot_eval.backends.variant import EmbedderReport, VariantMismatchError, check_variant
+from screenspot_eval.backends.vllm.engine_args import EngineSettings
 
 PROBE_INSTRUCTION = "Locate the save button."
 
@@ -43,7 +43,7 @@ def verify_variants(
     on_result: Callable[[VariantCheck], None] | None = None,
 ) -> list[VariantCheck]:
     """One engine per variant, started and shut down in turn (memory is released between)."""
-    from screenspot_eval.vllm_ext.engine import VllmEngine
+    from screenspot_eval.backends.vllm.engine import VllmEngine
 
     results = []
     for variant in variants:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,14 +28,14 @@ from screenspot_eval.backends.base import (
     GroundingRequest,
     SamplingSettings,
 )
-from screenspot_eval.backends.http_payload import (
+from screenspot_eval.backends.http.payload import (
     ImageFormat,
     chat_payload,
     encode_image_data_url,
     parse_chat_response,
     server_root,
 )
-from screenspot_eval.backends.http_pool import (
+from screenspot_eval.backends.http.pool import (
     LOST_CONNECTION,
     AllEndpointsDeadError,
     Endpoint,
@@ -44,7 +43,7 @@ from screenspot_eval.backends.http_pool import (
     backoff_delay,
     retry_after_s,
 )
-from screenspot_eval.backends.http_server import (
+from screenspot_eval.backends.http.server import (
     agreed_report,
     auth_headers,
     endpoint_report,
@@ -54,9 +53,6 @@ from screenspot_eval.backends.http_server import (
 )
 from screenspot_eval.backends.variant import EmbedderReport
 
-if TYPE_CHECKING:
-    from screenspot_eval.run.config import RunConfig
-
 __all__ = [
     "HttpBackend",
     "HttpSettings",
@@ -64,7 +60,6 @@ __all__ = [
     "chat_payload",
     "encode_image_data_url",
     "fetch_server_report",
-    "open_http_backend",
     "wait_until_healthy",
 ]
 
@@ -294,17 +289,3 @@ class HttpBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_http_backend(config: RunConfig) -> HttpBackend:
-    """The backend a run config's ``runtime`` section describes (``--endpoint`` and friends)."""
-    runtime = config.runtime
-    return HttpBackend(
-        HttpSettings(
-            endpoints=runtime.endpoints,
-            api_key=runtime.api_key,
-            concurrency_per_endpoint=runtime.concurrency,
-            timeout_s=runtime.request_timeout_s,
-            max_retries=runtime.max_retries,
-        )
-    )

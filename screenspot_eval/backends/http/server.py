@@ -12,11 +12,11 @@ import time
 import httpx
 
 from screenspot_eval.backends.base import BackendError
-from screenspot_eval.backends.http_payload import server_root
+from screenspot_eval.backends.http.payload import server_root
 from screenspot_eval.backends.variant import (
-    UNVERIFIED_MODEL_CLASS,
     EmbedderReport,
     VariantMismatchError,
+    unverified_report,
 )
 
 EMBEDDER_ROUTE = "/screenspot/embedder"
@@ -63,17 +63,6 @@ def fetch_server_report(
         raise BackendError(
             f"{server_root(base_url)}{EMBEDDER_ROUTE} did not return an embedder report: {exc}"
         ) from exc
-
-
-def unverified_report(vllm_version: str) -> EmbedderReport:
-    """What a server without our route runs as far as anyone can tell: vLLM's native embedder."""
-    return EmbedderReport(
-        model_class=UNVERIFIED_MODEL_CLASS,
-        config_variant="native",
-        embedders=(),
-        vllm_version=vllm_version,
-        vllm_plugins_env=None,
-    )
 
 
 def endpoint_report(

@@ -100,7 +100,7 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
 
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-EMBEDDER_ROUTE_MIDDLEWARE = "screenspot_eval.vllm_ext.server_route.embedder_report_route"
+EMBEDDER_ROUTE_MIDDLEWARE = "screenspot_eval.backends.vllm.server_route.embedder_report_route"
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

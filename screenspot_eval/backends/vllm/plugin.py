@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from screenspot_eval.vllm_ext.variants import ARCHITECTURE, MODEL_CLASS_PATH
+from screenspot_eval.backends.vllm.variants import ARCHITECTURE, MODEL_CLASS_PATH
 
 
 def register() -> None:

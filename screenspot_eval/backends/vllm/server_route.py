@@ -1,6 +1,6 @@
 """``GET /screenspot/embedder`` on vLLM's OpenAI-compatible server: the engine's own report.
 
-Installed with ``--middleware screenspot_eval.vllm_ext.server_route.embedder_report_route``
+Installed with ``--middleware screenspot_eval.backends.vllm.server_route.embedder_report_route``
 (what ``screenspot-eval serve`` passes). The report is measured inside the workers through
 the engine client's ``collective_rpc("apply_model", ...)``, exactly as for the in-process
 engine, so a client can prove which embedder variant a server runs. A plain ``vllm serve``
@@ -20,7 +20,7 @@ async def embedder_report_route(request: Any, call_next: Callable[[Any], Awaitab
         return await call_next(request)
     from fastapi.responses import JSONResponse
 
-    from screenspot_eval.vllm_ext.probe import embedder_report
+    from screenspot_eval.backends.vllm.probe import embedder_report
 
     engine_client = request.app.state.engine_client
     try:

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from screenspot_eval.backends.engine_args import HF_CONFIG_KEY
-from screenspot_eval.vllm_ext.embedder import SelectableNormEmbedder, rms_norm_without_weight
-from screenspot_eval.vllm_ext.variants import EMBEDDER_ATTRS, requested_variant_from_config
+from screenspot_eval.backends.vllm.embedder import SelectableNormEmbedder, rms_norm_without_weight
+from screenspot_eval.backends.vllm.engine_args import HF_CONFIG_KEY
+from screenspot_eval.backends.vllm.variants import EMBEDDER_ATTRS, requested_variant_from_config
 
 PROBE_SEED = 1234
 PROBE_TOKENS = 5

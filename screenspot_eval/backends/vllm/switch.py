@@ -14,9 +14,9 @@ from functools import partial
 
 from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
 from screenspot_eval.backends.variant import EmbedderReport, Variant, check_variant
-from screenspot_eval.vllm_ext.engine import VllmEngine
-from screenspot_eval.vllm_ext.probe import set_embedder_placement
-from screenspot_eval.vllm_ext.verify import probe_image
+from screenspot_eval.backends.vllm.engine import VllmEngine
+from screenspot_eval.backends.vllm.probe import set_embedder_placement
+from screenspot_eval.backends.vllm.verify import probe_image
 
 SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 PROBE_TEXT = "Click the blue button."

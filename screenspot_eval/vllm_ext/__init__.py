@@ -1,1 +1,0 @@
-"""Everything that imports vLLM: embedder variants, the plugin, the engine and server backends."""
