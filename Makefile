@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not engine and not server"
+	$(BIN)/python -m pytest -m "not engine and not server and not wheel and not browser"
 
 demo: $(STAMP)
 	$(BIN)/python -m screenspot_eval.demo

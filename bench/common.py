@@ -288,19 +288,21 @@ def timed_process(
 
 
 def session(run_dir: Path) -> dict[str, Any]:
-    """The last session of a run folder's manifest (load_s, eval_s, engine_idle_s, ...)."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    return manifest["sessions"][-1]
+    """The last session of a run folder's manifest (load_s, eval_s, engine_idle_s, ...), as JSON."""
+    from screenspot_eval.store.run_dir import RunDir
+
+    manifest = RunDir(run_dir).read_manifest()
+    if manifest is None:
+        raise RuntimeError(f"{run_dir} has no manifest.json")
+    return manifest.session.model_dump(mode="json")
 
 
 def answers(run_dir: Path) -> dict[str, str | None]:
-    """sample id -> raw answer text of a run folder."""
-    result = {}
-    with (run_dir / "predictions.jsonl").open() as lines:
-        for line in lines:
-            record = json.loads(line)
-            result[record["id"]] = record["raw_response"]
-    return result
+    """sample id -> raw answer text of a run folder (the store's reading: last record wins)."""
+    from screenspot_eval.store.run_dir import RunDir
+
+    records, _ = RunDir(run_dir).read_records()
+    return {record.id: record.raw_response for record in records}
 
 
 def write_figures(name: str, figures: dict[str, Any]) -> Path:

@@ -1,33 +1,23 @@
 """Open a comparison report.html in headless Chromium, check it renders, save a screenshot.
 
-Checks that the headline is shown and that at least one annotated screenshot in the flips
-section has decoded (an <img> with a nonzero naturalWidth), then writes a PNG of the page.
-Needs Playwright (not a project dependency) and a Chromium: Playwright's own, or any installed
-one given with --chromium (e.g. Debian's /usr/bin/chromium). See docs/README.md.
+The same check as the browser test (tests/test_report_browser.py), through the same driver
+(tests/report_browser.py): the headline is shown, the delta chart and every flip's annotated
+screenshot have decoded and are displayed, and there are no console errors, page errors or
+requests leaving the file. With --png it writes a full-page PNG. Needs the dev extra
+(Playwright) and an installed Chromium (Debian's /usr/bin/chromium; see docs/README.md).
 
-    python docs/render_report.py REPORT.html --png docs/report-screenshot.png
+    .venv/bin/python docs/render_report.py REPORT.html --png docs/report-screenshot.png
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-CHECK = """() => {
-  const headline = document.querySelector('#headline');
-  const imgs = Array.from(document.querySelectorAll('#flips figure.flip img'));
-  return {
-    headline: headline ? headline.innerText : null,
-    flipImages: imgs.length,
-    decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
-  };
-}"""
-
-COMPACT_CSS = "#slices, #flips figure.flip ~ figure.flip { display: none; }"
+from report_browser import find_chromium, inspect_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, help="write a screenshot of the page here")
     parser.add_argument(
         "--chromium",
-        default=shutil.which("chromium") or shutil.which("chromium-browser"),
-        help="Chromium executable (default: chromium on PATH, else Playwright's own)",
+        default=find_chromium(),
+        help="Chromium executable (default: chromium on PATH or /usr/bin/chromium, "
+        "else Playwright's own download)",
     )
     parser.add_argument(
         "--compact",
@@ -47,25 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(headless=True, executable_path=args.chromium or None)
-        page = browser.new_page(viewport={"width": 1200, "height": 1600})
-        # file:// page, no network: everything in the report is inline.
-        page.goto(args.report.resolve().as_uri(), wait_until="load")
-        result = page.evaluate(CHECK)
-        if args.png:
-            if args.compact:
-                page.add_style_tag(content=COMPACT_CSS)
-            page.screenshot(path=str(args.png), full_page=True)
-        browser.close()
-
-    print(f"headline: {result['headline']!r}")
-    print(f"flip screenshots: {result['decoded']} of {result['flipImages']} decoded")
-    if not result["headline"] or " vs " not in result["headline"]:
-        print("FAIL: no headline rendered", file=sys.stderr)
-        return 1
-    if result["decoded"] < 1:
-        print("FAIL: no annotated screenshot rendered in the flips section", file=sys.stderr)
+    check = inspect_report(args.report, chromium=args.chromium, png=args.png, compact=args.compact)
+    decoded = [i for i in check.flip_images if i["naturalWidth"] > 0]
+    print(f"Chromium {check.browser_version}")
+    print(f"headline: {check.headline!r}")
+    print(f"chart: {'decoded' if check.chart and check.chart[0]['naturalWidth'] else 'MISSING'}")
+    print(f"flip screenshots: {len(decoded)} of {check.flip_figures} flips shown decoded")
+    problems = check.problems()
+    if check.flip_figures and not decoded:
+        problems.append("no annotated screenshot rendered in the flips section")
+    for problem in problems:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    if problems:
         return 1
     print("OK")
     return 0

@@ -1,12 +1,24 @@
-"""Shared test doubles for pure tests: what an engine reports about its embedder."""
+"""Shared test doubles for pure tests: what an engine reports about its embedder, a manifest."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from screenspot_eval.backends.variant import (
     PLUGIN_EMBEDDER_CLASS,
     PLUGIN_MODEL_CLASS,
     EmbedderInfo,
     EmbedderReport,
+)
+from screenspot_eval.protocol.coords import CoordinateConvention
+from screenspot_eval.store.manifest import (
+    Counts,
+    DatasetEntry,
+    Environment,
+    GitState,
+    Manifest,
+    Repair,
+    Session,
 )
 
 PLUGIN_MODEL = f"screenspot_eval.backends.vllm.model.{PLUGIN_MODEL_CLASS}"
@@ -43,3 +55,58 @@ def fake_report(
         vllm_version=vllm_version,
         vllm_plugins_env=None,
     )
+
+
+def fake_manifest(**overrides: Any) -> Manifest:
+    """A small valid manifest of a finished two-sample run; ``overrides`` replace fields."""
+    fields: dict[str, Any] = {
+        "status": "complete",
+        "started_at": "2026-12-01T10:00:00+00:00",
+        "ended_at": "2026-12-01T10:00:05+00:00",
+        "config": {"engine": {"model": "fake/model", "norm": "pre"}},
+        "config_fingerprint": "0123456789abcdef",
+        "outcome_settings": {"engine": {"norm": "pre"}, "prompt": {"template": "gemma4-box2d"}},
+        "prompt": {"name": "gemma4-box2d", "content_hash": "d025591f59eb", "source": None},
+        "prompt_hash": "d025591f59eb",
+        "convention": CoordinateConvention.YX_1000,
+        "image_budget": 70,
+        "structured_decoding": True,
+        "requested_variant": "pre",
+        "effective_variant": "pre",
+        "engine_report": fake_report("pre").model_dump(mode="json"),
+        "dataset": DatasetEntry(
+            source="data/synth",
+            root="/data/synth",
+            revision=None,
+            annotation_files=["annotations/app_windows.json"],
+            content_hash="8714bad87dde17e2",
+            files={"annotations/app_windows.json": "ab" * 32, "images/a.png": "cd" * 32},
+        ),
+        "environment": Environment(
+            tool="screenspot-eval",
+            tool_version="0.0.test",
+            git=GitState(commit="f" * 40, dirty=False),
+            packages={"vllm": None, "pandas": "2.2.3"},
+            python="3.12.0",
+            platform="Linux-test",
+            host="test-host",
+            argv=["screenspot-eval", "run"],
+        ),
+        "resume_command": "screenspot-eval run --out results/x",
+        "counts": Counts(selected=2, recorded=2, missing=0, outcomes={"correct": 1, "wrong": 1}),
+        "sessions": [
+            Session(
+                started_at="2026-12-01T10:00:00+00:00",
+                ended_at="2026-12-01T10:00:05+00:00",
+                resumed_from=0,
+                repaired=Repair(truncated_bytes=0, retried_failed=[]),
+                lock=None,
+                load_s=1.5,
+                samples=2,
+                eval_s=0.5,
+                samples_per_s=4.0,
+                engine_idle_s=0.0,
+            )
+        ],
+    }
+    return Manifest(**{**fields, **overrides})

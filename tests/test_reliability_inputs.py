@@ -185,15 +185,15 @@ def all_ids(root: Path) -> set[str]:
 def assert_every_sample_accounted_for(result: Any, ids: set[str]) -> None:
     """Records and manifest exclusions together name every sample exactly once."""
     recorded = [r.id for r in result.records]
-    excluded = [e["sample_id"] for e in result.manifest["exclusions"]]
+    excluded = [e.sample_id for e in result.manifest.exclusions]
     assert len(recorded) == len(set(recorded))
     assert not set(recorded) & set(excluded), (recorded, excluded)
     assert set(recorded) | set(excluded) == ids
     assert len(recorded) + len(excluded) == len(ids)
     on_disk = [json.loads(line)["id"] for line in lines_of(result.out)]
     assert sorted(on_disk) == sorted(recorded)
-    assert result.manifest["counts"]["selected"] == len(recorded)
-    assert result.manifest["counts"]["missing"] == 0
+    assert result.manifest.counts.selected == len(recorded)
+    assert result.manifest.counts.missing == 0
 
 
 def lines_of(out: Path) -> list[bytes]:
@@ -597,17 +597,17 @@ def test_lenient_run_accounts_for_every_sample(bad, tmp_path: Path) -> None:
     samples = open_dataset(str(root), strict=False, check_images=False).samples
     backend = FakeBackend(samples)
     result, _ = run(make_config(root, **{"data.strict": False}), tmp_path / "out", backend)
-    assert result.manifest["status"] == "complete"
+    assert result.manifest.status == "complete"
     assert_every_sample_accounted_for(result, ids)
     assert VICTIM not in backend.prompts  # the model never saw it
     if validation is not None:  # excluded, and listed with the reason
-        (exclusion,) = result.manifest["exclusions"]
-        assert (exclusion["source_file"], exclusion["sample_id"], exclusion["field"]) == (
+        (exclusion,) = result.manifest.exclusions
+        assert (exclusion.source_file, exclusion.sample_id, exclusion.field) == (
             FILE,
             VICTIM,
             "img_filename",
         )
-        assert validation in exclusion["reason"]
+        assert validation in exclusion.reason
     else:  # slipped past validation: a failed record saying why
         victim = next(r for r in result.records if r.id == VICTIM)
         assert victim.outcome.value == "failed"
@@ -627,8 +627,8 @@ def test_run_without_image_checks_records_a_failure_or_refuses_the_path(
         return
     samples = open_dataset(str(root), check_images=False).samples
     result, _ = run(config, tmp_path / "out", FakeBackend(samples))
-    assert result.manifest["status"] == "complete"
-    assert result.manifest["exclusions"] == []
+    assert result.manifest.status == "complete"
+    assert result.manifest.exclusions == []
     assert_every_sample_accounted_for(result, ids)
     victim = next(r for r in result.records if r.id == VICTIM)
     assert victim.outcome.value == "failed"
@@ -639,7 +639,7 @@ def test_run_without_image_checks_records_a_failure_or_refuses_the_path(
 
 
 def manifest_outcomes(result: Any) -> dict[str, int]:
-    return result.manifest["counts"]["outcomes"]
+    return result.manifest.counts.outcomes
 
 
 def test_data_check_cli_strict_and_lenient(bad) -> None:
@@ -719,8 +719,8 @@ def test_resume_after_a_missing_image_appeared_is_refused_naming_it(
     config = make_config(release, **{"data.strict": False})
     samples = open_dataset(str(release), strict=False).samples
     first, _ = run(config, out, FakeBackend(samples))
-    assert [e["sample_id"] for e in first.manifest["exclusions"]] == ["app_0"]
-    assert "image file not found" in first.manifest["exclusions"][0]["reason"]
+    assert [e.sample_id for e in first.manifest.exclusions] == ["app_0"]
+    assert "image file not found" in first.manifest.exclusions[0].reason
     assert_every_sample_accounted_for(first, all_ids(release))
 
     write_png(release / "images/app/late.png")

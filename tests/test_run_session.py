@@ -434,10 +434,10 @@ def test_non_image_file_is_excluded_by_a_lenient_run(tmp_path, data_root, make_c
     result, _ = run(make_config(**{"data.strict": False}), tmp_path / "out", backend)
     assert broken.id not in backend.requested
     assert len(result.records) == N - 1
-    exclusions = result.manifest["exclusions"]
-    assert [e["sample_id"] for e in exclusions] == [broken.id]
-    assert "not a readable image" in exclusions[0]["reason"]
-    assert result.manifest["counts"]["selected"] == N - 1
+    exclusions = result.manifest.exclusions
+    assert [e.sample_id for e in exclusions] == [broken.id]
+    assert "not a readable image" in exclusions[0].reason
+    assert result.manifest.counts.selected == N - 1
 
 
 def test_undecodable_image_without_header_check_becomes_a_failed_record(
@@ -467,7 +467,7 @@ def test_truncated_png_passing_the_header_check_becomes_a_failed_record(
     record = next(r for r in result.records if r.id == broken.id)
     assert record.outcome.value == "failed"
     assert record.error is not None and record.error.startswith("image: cannot decode")
-    assert result.manifest["exclusions"] == []
+    assert result.manifest.exclusions == []
 
 
 # --- the embedder check --------------------------------------------------------------------
@@ -497,8 +497,9 @@ def test_plugin_variant_that_matches_runs_and_labels_records(tmp_path, make_conf
         make_config(**{"engine.norm": "pre"}), tmp_path / "out", FakeBackend(samples, variant="pre")
     )
     assert {r.variant for r in result.records} == {"pre"}
-    assert result.manifest["effective_variant"] == "pre"
-    assert result.manifest["engine_report"]["model_class"] == OUR_MODEL
+    assert result.manifest.effective_variant == "pre"
+    assert result.manifest.engine_report is not None
+    assert result.manifest.engine_report["model_class"] == OUR_MODEL
 
 
 def test_restart_discards_records_even_without_a_manifest(tmp_path, make_config, samples):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import fake_manifest
 
 from screenspot_eval.backends.base import Completion
 from screenspot_eval.data.sample import Sample
@@ -219,7 +220,7 @@ def test_a_line_that_is_not_a_record_is_named(tmp_path):
 def test_reset_removes_records_manifest_and_exports_but_keeps_the_lock(tmp_path):
     with RunDir(tmp_path) as run:
         run.append(record("a"))
-        run.write_manifest({"status": "complete"})
+        run.write_manifest(fake_manifest())
         (tmp_path / "summary.md").write_text("x")
         run.reset()
         assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]
@@ -331,18 +332,24 @@ def test_lock_from_another_host_is_never_taken_over(tmp_path):
 def test_manifest_round_trip_is_plain_json(tmp_path):
     run = RunDir(tmp_path / "run")
     assert run.read_manifest() is None
-    manifest = {"status": "running", "counts": {"selected": 3}, "where": Path("/x/y")}
+    manifest = fake_manifest(status="running")
     run.write_manifest(manifest)
     text = (tmp_path / "run" / MANIFEST).read_text(encoding="utf-8")
-    assert json.loads(text) == {"status": "running", "counts": {"selected": 3}, "where": "/x/y"}
+    assert json.loads(text) == manifest.model_dump(mode="json")
+    assert json.loads(text)["counts"] == {
+        "selected": 2,
+        "recorded": 2,
+        "missing": 0,
+        "outcomes": {"correct": 1, "wrong": 1},
+    }
     assert text.endswith("\n")
-    assert run.read_manifest() == json.loads(text)
+    assert run.read_manifest() == manifest
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
 def test_manifest_write_is_atomic(tmp_path, monkeypatch):
     run = RunDir(tmp_path)
-    run.write_manifest({"status": "complete", "n": 1})
+    run.write_manifest(fake_manifest(status="complete"))
     before = run.manifest_path.read_bytes()
 
     def crash(src, dst):
@@ -350,11 +357,11 @@ def test_manifest_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="killed"):
-        run.write_manifest({"status": "running", "n": 2})
+        run.write_manifest(fake_manifest(status="running"))
     assert run.manifest_path.read_bytes() == before  # the old manifest, whole
     monkeypatch.undo()
-    run.write_manifest({"status": "running", "n": 2})  # a leftover temp file does not matter
-    assert run.read_manifest() == {"status": "running", "n": 2}
+    run.write_manifest(fake_manifest(status="running"))  # a leftover temp file does not matter
+    assert run.read_manifest() == fake_manifest(status="running")
     assert not list(tmp_path.glob("*.tmp"))
 
 

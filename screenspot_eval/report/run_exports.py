@@ -14,6 +14,7 @@ import pandas as pd
 
 from screenspot_eval.report.metrics import leaderboard_table, metrics_table
 from screenspot_eval.report.official_json import write_official_json
+from screenspot_eval.store.manifest import Manifest
 from screenspot_eval.store.records import PredictionRecord, records_frame
 
 SAMPLES_CSV = "samples.csv"
@@ -57,31 +58,29 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
-def summary_markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
+def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
     """A short human summary: what ran, on what, the headline numbers and the leaderboard."""
-    config = manifest.get("config", {})
-    engine = config.get("engine", {})
-    counts = manifest.get("counts", {})
-    outcomes = counts.get("outcomes", {})
+    model = manifest.config.get("engine", {}).get("model")
+    outcomes = manifest.counts.outcomes
     n = len(frame)
     correct = int((frame["outcome"] == "correct").sum()) if n else 0
-    sessions = manifest.get("sessions", [])
-    rates = [s["samples_per_s"] for s in sessions if s.get("samples_per_s")]
+    sessions = manifest.sessions
+    rates = [s.samples_per_s for s in sessions if s.samples_per_s]
     lines = [
-        f"# ScreenSpot-Pro run: {engine.get('model')} ({manifest.get('requested_variant')})",
+        f"# ScreenSpot-Pro run: {model} ({manifest.requested_variant})",
         "",
         f"- **Click accuracy: {_pct(correct / n) if n else '0.00'} %** ({correct} / {n})",
         f"- Outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.items()) or 'none'}",
-        f"- Variant: requested `{manifest.get('requested_variant')}`, engine reports "
-        f"`{manifest.get('effective_variant')}`",
-        f"- Prompt: `{manifest.get('prompt', {}).get('name')}` (hash "
-        f"`{manifest.get('prompt_hash')}`), convention `{manifest.get('convention')}`, "
-        f"structured decoding {'on' if manifest.get('structured_decoding') else 'off'}",
-        f"- Image budget: {manifest.get('image_budget')} soft tokens per image",
-        f"- Data: `{manifest.get('dataset', {}).get('source')}` (content hash "
-        f"`{manifest.get('dataset', {}).get('content_hash')}`), {counts.get('selected')} "
-        f"selected, {len(manifest.get('exclusions', []))} excluded (listed in manifest.json)",
-        f"- Status: {manifest.get('status')}; sessions: {len(sessions)}"
+        f"- Variant: requested `{manifest.requested_variant}`, engine reports "
+        f"`{manifest.effective_variant}`",
+        f"- Prompt: `{manifest.prompt.get('name')}` (hash "
+        f"`{manifest.prompt_hash}`), convention `{manifest.convention.value}`, "
+        f"structured decoding {'on' if manifest.structured_decoding else 'off'}",
+        f"- Image budget: {manifest.image_budget} soft tokens per image",
+        f"- Data: `{manifest.dataset.source}` (content hash "
+        f"`{manifest.dataset.content_hash}`), {manifest.counts.selected} "
+        f"selected, {len(manifest.exclusions)} excluded (listed in manifest.json)",
+        f"- Status: {manifest.status}; sessions: {len(sessions)}"
         + (f"; last throughput {rates[-1]:.2f} samples/s" if rates else ""),
         "",
         "## Accuracy (%) by group and UI type",
@@ -93,7 +92,7 @@ def summary_markdown(frame: pd.DataFrame, manifest: dict[str, Any]) -> str:
 
 
 def write_run_exports(
-    out: Path, records: list[PredictionRecord], manifest: dict[str, Any]
+    out: Path, records: list[PredictionRecord], manifest: Manifest
 ) -> dict[str, Path]:
     """Write every export next to the records; returns their paths by name."""
     out = Path(out)

@@ -20,6 +20,7 @@ from screenspot_eval.run.config import RunConfig, diff_settings
 from screenspot_eval.run.session import BackendFactory, RunResult, execute_run
 from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 from screenspot_eval.stats.slices import compare_slices
+from screenspot_eval.store.manifest import Manifest
 from screenspot_eval.store.records import records_frame
 from screenspot_eval.store.run_dir import RunDir, RunDirError
 
@@ -47,7 +48,7 @@ def variant_label(variant: str) -> str:
     return f"{variant}-norm" if variant in ("pre", "post") else variant
 
 
-def _load(run_dir: Path) -> tuple[dict[str, Any], Any]:
+def _load(run_dir: Path) -> tuple[Manifest, Any]:
     store = RunDir(run_dir)
     manifest = store.read_manifest()
     if manifest is None:
@@ -56,17 +57,17 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], Any]:
     return manifest, records_frame(records)
 
 
-def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def settings_differences(a: Manifest, b: Manifest) -> list[str]:
     """Everything but the variant that differs between two manifests."""
 
-    def comparable(m: dict[str, Any]) -> dict[str, Any]:
-        settings = json.loads(json.dumps(m.get("outcome_settings", {})))
+    def comparable(m: Manifest) -> dict[str, Any]:
+        settings = json.loads(json.dumps(m.outcome_settings))
         settings.get("engine", {}).pop("norm", None)
         return {
             "settings": settings,
-            "prompt_hash": m.get("prompt_hash"),
-            "dataset_content_hash": m.get("dataset", {}).get("content_hash"),
-            "image_budget": m.get("image_budget"),
+            "prompt_hash": m.prompt_hash,
+            "dataset_content_hash": m.dataset.content_hash,
+            "image_budget": m.image_budget,
         }
 
     return diff_settings(comparable(a), comparable(b))
@@ -97,18 +98,18 @@ def compare_runs(
     if differences:
         notes.append("Settings differ (allowed by --allow-mismatch): " + "; ".join(differences))
     for name, manifest in ((run_a, manifest_a), (run_b, manifest_b)):
-        if manifest.get("status") != "complete":
-            notes.append(f"{name} is not complete (status {manifest.get('status')})")
-    var_a, var_b = manifest_a.get("effective_variant"), manifest_b.get("effective_variant")
+        if manifest.status != "complete":
+            notes.append(f"{name} is not complete (status {manifest.status})")
+    var_a, var_b = manifest_a.effective_variant, manifest_b.effective_variant
     label_a, label_b = variant_label(str(var_a)), variant_label(str(var_b))
     if label_a == label_b:
         label_a, label_b = f"A ({run_a.name})", f"B ({run_b.name})"
     paired = pair_records(frame_a, frame_b, shared_only=shared_only)
     comparison = compare_slices(paired.frame, seed=seed, n_resamples=n_resamples)
-    root = manifest_b.get("dataset", {}).get("root")
+    root = manifest_b.dataset.root
     notes.append(
         f"A = {run_a} (variant {var_a}), B = {run_b} (variant {var_b}); "
-        f"structured decoding {'on' if manifest_a.get('structured_decoding') else 'off'}"
+        f"structured decoding {'on' if manifest_a.structured_decoding else 'off'}"
     )
     out.mkdir(parents=True, exist_ok=True)
     files = write_comparison(

@@ -32,7 +32,17 @@ from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
-from screenspot_eval.store.manifest import MANIFEST_VERSION, environment, utc_now
+from screenspot_eval.store.manifest import (
+    MANIFEST_VERSION,
+    Counts,
+    DatasetEntry,
+    Manifest,
+    Repair,
+    RunStatus,
+    Session,
+    environment,
+    utc_now,
+)
 from screenspot_eval.store.records import PredictionRecord
 from screenspot_eval.store.run_dir import RunDir
 
@@ -56,7 +66,7 @@ class RunAbortedError(RuntimeError):
 class RunResult:
     out: Path
     records: list[PredictionRecord]
-    manifest: dict[str, Any]
+    manifest: Manifest
     exports: dict[str, Path]
 
 
@@ -116,30 +126,30 @@ def _content_hash(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _dataset_entry(data: LoadedDataset, files: dict[str, str]) -> dict[str, Any]:
-    return {
-        "source": data.source,
-        "root": str(data.root),
-        "revision": data.revision,
-        "annotation_files": data.annotation_files,
-        "content_hash": _content_hash(files),
-        "files": files,
-    }
+def _dataset_entry(data: LoadedDataset, files: dict[str, str]) -> DatasetEntry:
+    return DatasetEntry(
+        source=data.source,
+        root=str(data.root),
+        revision=data.revision,
+        annotation_files=data.annotation_files,
+        content_hash=_content_hash(files),
+        files=files,
+    )
 
 
 def check_resumable(
-    old: dict[str, Any], config: RunConfig, template: PromptTemplate, files: dict[str, str]
+    old: Manifest, config: RunConfig, template: PromptTemplate, files: dict[str, str]
 ) -> None:
     """Refuse to mix configurations or inputs in one folder; say exactly what differs."""
-    if old.get("config_fingerprint") != config.fingerprint(template.content_hash):
+    if old.config_fingerprint != config.fingerprint(template.content_hash):
         new = {**config.outcome_settings(), "prompt_hash": template.content_hash}
-        before = {**old.get("outcome_settings", {}), "prompt_hash": old.get("prompt_hash")}
+        before = {**old.outcome_settings, "prompt_hash": old.prompt_hash}
         lines = "\n  ".join(diff_settings(before, new)) or "(fingerprint only)"
         raise RunRefusedError(
             "this folder holds a run with a different configuration:\n  "
             f"{lines}\nuse --restart to start it over, or choose another --out"
         )
-    drift = diff_fingerprints(old.get("dataset", {}).get("files", {}), files)
+    drift = diff_fingerprints(old.dataset.files, files)
     if not drift.is_empty:
         raise RunRefusedError(
             f"the dataset changed since this run started: {drift.describe()}\n"
@@ -147,14 +157,14 @@ def check_resumable(
         )
 
 
-def _counts(selected: list[Sample], records: list[PredictionRecord]) -> dict[str, Any]:
+def _counts(selected: list[Sample], records: list[PredictionRecord]) -> Counts:
     outcomes = Counter(r.outcome.value for r in records)
-    return {
-        "selected": len(selected),
-        "recorded": len(records),
-        "missing": len({s.id for s in selected} - {r.id for r in records}),
-        "outcomes": dict(sorted(outcomes.items())),
-    }
+    return Counts(
+        selected=len(selected),
+        recorded=len(records),
+        missing=len({s.id for s in selected} - {r.id for r in records}),
+        outcomes=dict(sorted(outcomes.items())),
+    )
 
 
 def execute_run(
@@ -190,39 +200,38 @@ def execute_run(
         records, repair = run.read_records(repair=True)
         done = {r.id for r in records}
         todo = [s for s in selected if s.id not in done]
-        manifest: dict[str, Any] = old or {
+        settings: dict[str, Any] = {
             "manifest_version": MANIFEST_VERSION,
-            "started_at": utc_now(),
-            "sessions": [],
+            "status": "running",
+            "config": config.model_dump(mode="json"),
+            "config_fingerprint": config.fingerprint(template.content_hash),
+            "outcome_settings": config.outcome_settings(),
+            "prompt": template.to_record(),
+            "prompt_hash": template.content_hash,
+            "convention": convention,
+            "image_budget": budget,
+            "structured_decoding": config.sampling.structured,
+            "requested_variant": config.engine.norm,
+            "dataset": _dataset_entry(data, files),
+            "exclusions": list(exclusions),
+            "environment": environment(),
+            "resume_command": resume_command,
+            "counts": _counts(selected, records),
+            "error": None,
         }
-        manifest.pop("error", None)
-        manifest.update(
-            status="running",
-            config=config.model_dump(mode="json"),
-            config_fingerprint=config.fingerprint(template.content_hash),
-            outcome_settings=config.outcome_settings(),
-            prompt=template.to_record(),
-            prompt_hash=template.content_hash,
-            convention=convention.value,
-            image_budget=budget,
-            structured_decoding=config.sampling.structured,
-            requested_variant=config.engine.norm,
-            dataset=_dataset_entry(data, files),
-            exclusions=[e.model_dump(mode="json") for e in exclusions],
-            environment=environment(),
-            resume_command=resume_command,
-            counts=_counts(selected, records),
+        if old is None:
+            manifest = Manifest(started_at=utc_now(), **settings)
+        else:  # a resumed run keeps its start, its sessions and what the engine reported
+            manifest = Manifest.model_validate({**old.model_dump(), **settings})
+        session = Session(
+            started_at=utc_now(),
+            resumed_from=len(records),
+            repaired=Repair(
+                truncated_bytes=repair.truncated_bytes, retried_failed=repair.dropped_failed
+            ),
+            lock=run.lock_note,
         )
-        session: dict[str, Any] = {
-            "started_at": utc_now(),
-            "resumed_from": len(records),
-            "repaired": {
-                "truncated_bytes": repair.truncated_bytes,
-                "retried_failed": repair.dropped_failed,
-            },
-            "lock": run.lock_note,
-        }
-        manifest["sessions"].append(session)
+        manifest.sessions.append(session)
         run.write_manifest(manifest)
         if todo:
             _run_backend(
@@ -240,8 +249,9 @@ def execute_run(
         records, _ = run.read_records()
         by_id = {r.id: r for r in records}
         records = [by_id[s.id] for s in selected if s.id in by_id]
-        manifest.update(status="complete", ended_at=utc_now(), counts=_counts(selected, records))
-        session["ended_at"] = manifest["ended_at"]
+        manifest.status = "complete"
+        manifest.ended_at = session.ended_at = utc_now()
+        manifest.counts = _counts(selected, records)
         run.write_manifest(manifest)
         exports = write_run_exports(out, records, manifest)
     return RunResult(out=out, records=records, manifest=manifest, exports=exports)
@@ -250,8 +260,8 @@ def execute_run(
 def _run_backend(
     config: RunConfig,
     run: RunDir,
-    manifest: dict[str, Any],
-    session: dict[str, Any],
+    manifest: Manifest,
+    session: Session,
     todo: list[Sample],
     root: Path,
     template: PromptTemplate,
@@ -267,10 +277,10 @@ def _run_backend(
         with sigterm_as_interrupt():
             backend = backend_factory(config)
             report = backend.report
-            manifest["engine_report"] = report.model_dump(mode="json")
-            manifest["effective_variant"] = report.effective_variant
+            manifest.engine_report = report.model_dump(mode="json")
+            manifest.effective_variant = report.effective_variant
             check_variant(config.engine.norm, report)
-            session["load_s"] = round(time.perf_counter() - load_start, 3)
+            session.load_s = round(time.perf_counter() - load_start, 3)
             run.write_manifest(manifest)
             spec = PipelineSpec(
                 template=template,
@@ -301,16 +311,14 @@ def _run_backend(
                 prefetch=config.runtime.prefetch,
             )
             seconds = time.perf_counter() - eval_start
-            session.update(
-                samples=done,
-                eval_s=round(seconds, 3),
-                samples_per_s=round(done / seconds, 3) if seconds > 0 else None,
-                engine_idle_s=round(getattr(backend, "idle_s", 0.0), 3),
-            )
+            session.samples = done
+            session.eval_s = round(seconds, 3)
+            session.samples_per_s = round(done / seconds, 3) if seconds > 0 else None
+            session.engine_idle_s = round(getattr(backend, "idle_s", 0.0), 3)
     except (BackendError, KeyboardInterrupt) as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"backend failed: {exc}"
         _record_stop(run, manifest, session, todo, done, "interrupted", reason)
-        resume = manifest.get("resume_command")
+        resume = manifest.resume_command
         raise RunAbortedError(
             f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
             f"{run.predictions}",
@@ -328,18 +336,23 @@ def _run_backend(
 
 def _record_stop(
     run: RunDir,
-    manifest: dict[str, Any],
-    session: dict[str, Any],
+    manifest: Manifest,
+    session: Session,
     todo: list[Sample],
     done: int,
-    status: str,
+    status: RunStatus,
     reason: str,
 ) -> None:
     """Write down why the run stopped and what is on disk now."""
     run.close()
     records, _ = run.read_records()
-    session.update(samples=done, ended_at=utc_now(), error=reason)
-    counts = dict(manifest.get("counts", {}))
-    counts.update(recorded=len(records), missing=counts.get("selected", 0) - len(records))
-    manifest.update(status=status, error=reason, counts=counts)
+    session.samples = done
+    session.ended_at = utc_now()
+    session.error = reason
+    selected = manifest.counts.selected
+    manifest.counts = manifest.counts.model_copy(
+        update={"recorded": len(records), "missing": selected - len(records)}
+    )
+    manifest.status = status
+    manifest.error = reason
     run.write_manifest(manifest)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from screenspot_eval.store.manifest import MANIFEST_VERSION, Manifest, newer_version_message
 from screenspot_eval.store.records import SCHEMA_VERSION, PredictionRecord
 
 PREDICTIONS = "predictions.jsonl"
@@ -206,20 +207,34 @@ class RunDir:
 
     # --- manifest -----------------------------------------------------------------------
 
-    def read_manifest(self) -> dict[str, Any] | None:
+    def read_manifest(self) -> Manifest | None:
+        """The folder's manifest, validated (None when there is none yet).
+
+        A manifest newer than this code reads is refused before its fields are looked at, so
+        the message says to upgrade instead of listing fields this version does not know.
+        """
         if not self.manifest_path.exists():
             return None
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise RunDirError(f"{self.manifest_path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.manifest_path} is not a manifest: not a JSON object")
+        version = data.get("manifest_version", 0)
+        if isinstance(version, int) and version > MANIFEST_VERSION:
+            raise RunDirError(f"{self.manifest_path}: {newer_version_message(version)}")
+        try:
+            return Manifest.model_validate(data)
+        except ValidationError as exc:
+            raise RunDirError(f"{self.manifest_path} is not a manifest: {exc}") from exc
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> None:
         """Atomic write, so a kill never leaves half a manifest."""
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
         with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(manifest, indent=2, default=str) + "\n")
+            handle.write(manifest.model_dump_json(indent=2) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.manifest_path)
