@@ -154,7 +154,7 @@ def test_bad_records_are_rejected(records: pd.DataFrame) -> None:
 def test_official_json_structure(records: pd.DataFrame, tmp_path: Path) -> None:
     path = write_official_json(records, tmp_path / "out" / "results.json")
     result = json.loads(path.read_text())
-    assert list(result) == ["details", "metrics"]
+    assert list(result) == ["details", "metrics", "screenspot_eval"]  # official keys, then ours
     assert list(result["metrics"]) == list(METRIC_SECTIONS)
     details = {d["id"]: d for d in result["details"]}
     assert len(details) == 6

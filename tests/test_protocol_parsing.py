@@ -19,6 +19,7 @@ from screenspot_eval.protocol.parsing import (
     FailureKind,
     ParsedClick,
     ParseFailure,
+    normalize_answer,
     parse_click,
 )
 
@@ -89,6 +90,17 @@ CASES: list[tuple[str, CoordinateConvention, tuple[float, float] | FailureKind, 
     ('{"box_2d": [100, 200]}', YX, FailureKind.WRONG_ARITY, None),
     ('{"point_2d": [1, 2, 3]}', YX, FailureKind.WRONG_ARITY, None),
     ("[1, 2, 3]", YX, FailureKind.WRONG_ARITY, None),
+    # Chinese-style punctuation reads as its ASCII form
+    ('｛"point_2d"：［５００，２５０］｝', YX, (500, 500), AnswerFormat.POINT_2D),
+    ("点击位置：（２５０，５００）", YX, (1000, 250), AnswerFormat.BARE_POINT),
+    ("目标在［１００、２００、３００、４００］。", YX, (600, 200), AnswerFormat.BARE_BOX),
+    ("{“box_2d”: [100, 200, 300, 400], “label”: “保存按钮”}", YX, (600, 200), AnswerFormat.BOX_2D),
+    ("x＝１００，y＝２００", XY, (200, 200), AnswerFormat.NAMED_AXES),
+    ("x：１００\u3000y：２００", XY, (200, 200), AnswerFormat.NAMED_AXES),
+    ("【５００，２５０】", YX, (500, 500), AnswerFormat.BARE_POINT),
+    ("{「point_2d」：[４００．５，６００．２５]}", YX, (1200.5, 400.5), AnswerFormat.POINT_2D),
+    ("｛‘point’：［２５０，７５０］｝", XY, (500, 750), AnswerFormat.NAMED_POINT),
+    ("无法找到该元素。", YX, FailureKind.NO_COORDINATES, None),
 ]
 
 
@@ -159,6 +171,33 @@ def test_caller_errors_are_failures_not_exceptions() -> None:
     assert parse_click("[1, 2]", "pixels", SIZE).kind is FailureKind.UNKNOWN_CONVENTION  # type: ignore[union-attr]
     assert parse_click(None, YX, SIZE).kind is FailureKind.EMPTY  # type: ignore[union-attr]
     assert isinstance(parse_click("[1, 2]", "yx-1000", SIZE), ParsedClick)
+
+
+#: (answer written with non-ASCII punctuation, its ASCII form, convention)
+NON_ASCII_FORMS: list[tuple[str, str, CoordinateConvention]] = [
+    ("［－１０，５０］", "[-10, 50]", XY),  # full-width minus: a click left of the image
+    ("[−10, 50]", "[-10, 50]", XY),  # U+2212 minus sign
+    ("（１２３４．５，６７８）", "(1234.5, 678)", ORIG),
+    ("〔100、200〕", "[100, 200]", YX),
+    ("```json\n［｛＂box_2d＂：［１，２，３，４］｝］\n```", '[{"box_2d": [1, 2, 3, 4]}]', YX),
+    ("＜think＞［９，９］＜／think＞［１，２］", "<think>[9, 9]</think>[1, 2]", YX),
+    ("click(x＝0.25，\u3000y＝0.5)", "click(x=0.25, y=0.5)", XY1),
+    ("『point_2d』：［1、2、3］", '"point_2d": [1, 2, 3]', YX),  # still the wrong arity
+]
+
+
+@pytest.mark.parametrize(("text", "ascii_text", "convention"), NON_ASCII_FORMS)
+def test_non_ascii_punctuation_is_the_same_click_as_ascii(
+    text: str, ascii_text: str, convention: CoordinateConvention
+) -> None:
+    expected = parse_click(ascii_text, convention, SIZE)
+    assert parse_click(text, convention, SIZE) == expected
+    assert isinstance(expected, ParsedClick) or expected.kind is FailureKind.WRONG_ARITY
+
+
+def test_normalisation_leaves_ascii_alone() -> None:
+    ascii_text = "".join(chr(c) for c in range(128))
+    assert normalize_answer(ascii_text) == ascii_text
 
 
 def test_results_round_trip_through_json() -> None:
@@ -242,6 +281,40 @@ def test_any_written_click_reads_back_to_the_same_pixel(case: tuple) -> None:
     assert isinstance(result, ParsedClick), (text, result)
     assert abs(result.x - x) <= tolerance and abs(result.y - y) <= tolerance, (text, result)
     assert result.out_of_image == (not (0 <= result.x <= size[0] and 0 <= result.y <= size[1]))
+
+
+#: Non-ASCII ways of writing each ASCII character: full-width forms (U+FF01-U+FF5E) for every
+#: printable one, plus the quotes, commas, brackets and minus signs of Chinese text.
+_WIDE: dict[str, list[str]] = {chr(c): [chr(c + 0xFEE0)] for c in range(0x21, 0x7F)}
+_WIDE[" "] = ["\u3000"]
+_WIDE['"'] += ["\u201c", "\u201d", "\u300c", "\u300d"]
+_WIDE["'"] += ["\u2018", "\u2019"]
+_WIDE[","] += ["\u3001"]
+_WIDE["["] += ["\u3010", "\u3014"]
+_WIDE["]"] += ["\u3011", "\u3015"]
+_WIDE["-"] += ["\u2212"]
+_ASCII_PUNCTUATION_AND_DIGITS = {c for c in _WIDE if not c.isalpha()}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(written_clicks(), st.booleans(), st.randoms(use_true_random=False))
+def test_full_width_punctuation_reads_as_the_same_click(
+    case: tuple, every: bool, rng: object
+) -> None:
+    """Writing every (or a random part of the) ASCII punctuation and digits of a valid answer
+    in a full-width or other non-ASCII form gives exactly the same ParsedClick."""
+    text, convention, size, sent, _, _ = case
+    wide = "".join(
+        rng.choice(_WIDE[c])  # type: ignore[attr-defined]
+        if c in _ASCII_PUNCTUATION_AND_DIGITS and (every or rng.random() < 0.5)  # type: ignore[attr-defined]
+        else c
+        for c in text
+    )
+    if every:
+        assert not _ASCII_PUNCTUATION_AND_DIGITS & set(wide), wide
+    expected = parse_click(text, convention, size, sent)
+    assert isinstance(expected, ParsedClick), (text, expected)
+    assert parse_click(wide, convention, size, sent) == expected, (text, wide)
 
 
 _ANSWERISH = st.text(

@@ -2,6 +2,12 @@
 
 Rules (the parser never raises; every input yields a ``ParsedClick`` or a ``ParseFailure``):
 
+0. Punctuation is read by meaning, not by code point (:func:`normalize_answer`, the one place):
+   the text is NFKC-normalised (full-width ``［］（）｛｝，：；＂＇＝－．``, full-width digits,
+   the ideographic space U+3000, ... become ASCII), then a small table maps what NFKC keeps:
+   curly and corner quotes to ``"`` / ``'``, the ideographic comma ``、`` to ``,``, ``【】〔〕``
+   to ``[]`` and the minus sign U+2212 to ``-``. So an answer written with Chinese punctuation
+   is the same click as its ASCII form. (The record keeps the raw text as the model wrote it.)
 1. Thinking is not the answer. Closed ``<|channel>...<channel|>`` and ``<think>...</think>``
    blocks are removed; a lone closer keeps only what follows it; a lone opener (thinking cut
    off by the token limit) keeps only what precedes it. Coordinates inside thinking never count.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -117,6 +124,26 @@ _BARE_LIST_RE = re.compile(
     rf"[\[(](?P<body>\s*(?:{_NUMBER})(?:\s*,\s*(?:{_NUMBER}))+\s*,?\s*)[\])]", re.IGNORECASE
 )
 _THINKING_TAGS = (("<|channel>", "<channel|>"), ("<think>", "</think>"))
+#: Punctuation that NFKC leaves alone but that an answer means as ASCII (rule 0).
+_PUNCTUATION = str.maketrans(
+    {
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u301d\u301e\u300c\u300d\u300e\u300f", '"'),
+        **dict.fromkeys("\u2018\u2019\u201a\u201b", "'"),
+        "\u3001": ",",  # ideographic comma
+        "\u3010": "[",  # lenticular brackets
+        "\u3011": "]",
+        "\u3014": "[",  # tortoise-shell brackets
+        "\u3015": "]",
+        "\u2212": "-",  # minus sign
+    }
+)
+
+
+def normalize_answer(text: str) -> str:
+    """An answer with its punctuation in ASCII where it means ASCII (rule 0): NFKC (full-width
+    forms, ideographic space), then curly / corner quotes, ``、``, ``【】`` / ``〔〕`` and
+    U+2212. ASCII text is returned unchanged."""
+    return unicodedata.normalize("NFKC", text).translate(_PUNCTUATION)
 
 
 @dataclass(frozen=True)
@@ -271,7 +298,8 @@ def _parse_click(
     if convention.needs_sent_size and sent is None:
         return ParseFailure(kind=FailureKind.MISSING_SENT_SIZE, detail=repr(sent_size))
 
-    answer, thinking, unclosed = _strip_thinking(text if isinstance(text, str) else str(text or ""))
+    raw = text if isinstance(text, str) else str(text or "")
+    answer, thinking, unclosed = _strip_thinking(normalize_answer(raw))
     candidates = _find_candidates(answer, convention)
     complete = [c for c in candidates if c.error is None]
     if not complete:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from screenspot_eval.report import comparison_format as fmt
 from screenspot_eval.report.annotate import annotate_all
+from screenspot_eval.report.csv_export import write_csv
 from screenspot_eval.report.html_report import pick_flips, render_html
 from screenspot_eval.report.pairing import PairedRecords, flips
 from screenspot_eval.report.plots import deltas_png
@@ -41,6 +42,17 @@ def flips_csv_frame(flip_frame: pd.DataFrame) -> pd.DataFrame:
     for name in ("bbox", "img_size"):
         out[name] = out[name].map(_sequence_text)
     return out
+
+
+def write_comparison_csvs(
+    out_dir: Path, comparison: SliceComparison, flip_frame: pd.DataFrame
+) -> dict[str, Path]:
+    """Write ``comparison.csv`` (one row per slice) and ``flips.csv`` (one row per flipped
+    sample, from :func:`~screenspot_eval.report.pairing.flips`) with the shared CSV writer."""
+    return {
+        COMPARISON_CSV: write_csv(comparison.table, out_dir / COMPARISON_CSV),
+        FLIPS_CSV: write_csv(flips_csv_frame(flip_frame), out_dir / FLIPS_CSV),
+    }
 
 
 def _facts_md(items: list[tuple[str, str]]) -> list[str]:
@@ -128,9 +140,8 @@ def write_comparison(
         name: out_dir / name
         for name in (COMPARISON_CSV, FLIPS_CSV, COMPARISON_MD, DELTAS_PNG, REPORT_HTML)
     }
-    comparison.table.to_csv(paths[COMPARISON_CSV], index=False)
     flip_frame = flips(paired.frame)
-    flips_csv_frame(flip_frame).to_csv(paths[FLIPS_CSV], index=False)
+    write_comparison_csvs(out_dir, comparison, flip_frame)
     markdown = comparison_markdown(
         paired, comparison, label_a=label_a, label_b=label_b, notes=notes, n_flips=len(flip_frame)
     )

@@ -124,33 +124,48 @@ def overall_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([count_outcomes(records["outcome"]).as_row()], columns=list(COUNT_COLUMNS))
 
 
+def _group_ui_blocks(records: pd.DataFrame) -> list[pd.DataFrame]:
+    """Per group (sorted), then one for all samples: the ui_type rows and a last ``avg`` row.
+
+    Blocks are kept apart by position, not by label, so a dataset group that is itself
+    called ``all`` is neither merged with the total nor replaced by it.
+    """
+    ui_types = [*UI_TYPES, *_extra_ui(records)]
+    groups = [(g, records[records["group"] == g]) for g in _sorted_values(records["group"])]
+    blocks = []
+    for group, frame in [*groups, (ALL_GROUPS, records)]:
+        frame = frame.assign(group=group)
+        by_ui = _table(frame, ["group", "ui_type"], {"group": [group], "ui_type": ui_types})
+        avg = _table(frame, ["group"], {"group": [group]}).assign(ui_type=AVG)
+        block = pd.concat([by_ui, avg], ignore_index=True)
+        blocks.append(block[["group", "ui_type", *COUNT_COLUMNS]])
+    return blocks
+
+
 def group_ui_table(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard table in long form: per group (then ``all``), text / icon / avg rows.
 
     ``avg`` is over all of the group's samples (the official ``action_acc``, a micro average);
     text and icon rows exist for every group even when empty.
     """
-    records = validate_records(df)
-    ui_types = [*UI_TYPES, *_extra_ui(records)]
-    parts = []
-    for group in [*_sorted_values(records["group"]), ALL_GROUPS]:
-        frame = records if group == ALL_GROUPS else records[records["group"] == group]
-        frame = frame.assign(group=group)
-        parts.append(_table(frame, ["group", "ui_type"], {"group": [group], "ui_type": ui_types}))
-        parts.append(_table(frame, ["group"], {"group": [group]}).assign(ui_type=AVG))
-    table = pd.concat(parts, ignore_index=True)
-    return table[["group", "ui_type", *COUNT_COLUMNS]]
+    return pd.concat(_group_ui_blocks(validate_records(df)), ignore_index=True)
 
 
 def leaderboard_table(df: pd.DataFrame) -> pd.DataFrame:
     """Wide leaderboard: one row per group (then ``all``), accuracy and n for text/icon/avg."""
-    long = group_ui_table(df)
-    wide = long.pivot(index="group", columns="ui_type", values=["accuracy", "n"])
-    wide.columns = [f"{ui}_{stat}" for stat, ui in wide.columns]
+    rows = []
+    for block in _group_ui_blocks(validate_records(df)):
+        avg = block.iloc[-1]
+        by_ui = block.iloc[:-1].set_index("ui_type")
+        row: dict[str, object] = {"group": avg["group"]}
+        for ui in UI_TYPES:
+            row[f"{ui}_accuracy"] = float(by_ui.loc[ui, "accuracy"])
+            row[f"{ui}_n"] = int(by_ui.loc[ui, "n"])
+        row[f"{AVG}_accuracy"] = float(avg["accuracy"])
+        row[f"{AVG}_n"] = int(avg["n"])
+        rows.append(row)
     columns = [f"{ui}_{stat}" for ui in (*UI_TYPES, AVG) for stat in ("accuracy", "n")]
-    wide = wide.reindex(index=list(dict.fromkeys(long["group"])), columns=columns)
-    wide = wide.astype({c: int for c in columns if c.endswith("_n")})
-    return wide.rename_axis("group").reset_index()
+    return pd.DataFrame(rows, columns=["group", *columns])
 
 
 def slice_table(df: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -178,8 +193,12 @@ def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     parts.append(_named(_table(records, ["group"]), "group"))
     ui = _table(records, ["ui_type"], {"ui_type": [*UI_TYPES, *_extra_ui(records)]})
     parts.append(_named(ui, "ui_type"))
-    long = group_ui_table(records)
-    long = long[(long["group"] != ALL_GROUPS) & (long["ui_type"] != AVG)]
+    per_group = [block.iloc[:-1] for block in _group_ui_blocks(records)[:-1]]  # no avg, no total
+    long = (
+        pd.concat(per_group, ignore_index=True)
+        if per_group
+        else pd.DataFrame(columns=["group", "ui_type", *COUNT_COLUMNS])
+    )
     parts.append(long.assign(slice="group/ui_type", value=long["group"] + "/" + long["ui_type"]))
     for column in ("application", "platform", "language"):
         parts.append(_named(_table(records, [column]), column))

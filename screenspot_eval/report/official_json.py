@@ -5,15 +5,21 @@ for positive-ground-truth, ``instruction``-style runs, so leaderboard tooling ca
 per-sample ``pred`` in original pixels (null for no click), ``raw_response``, ``bbox``,
 ``correctness``; metric sections ``fine_grained`` (platform x application),
 ``seeclick_style`` (platform), ``leaderboard_simple_style`` (group),
-``leaderboard_detailed_style`` (application) and ``overall``, each with the official keys.
+``leaderboard_detailed_style`` (application) and ``overall``, each with the official keys and
+exactly the numbers the official script computes from the same ``details``: its breakdowns
+filter with "None means no filter", so ``leaderboard_simple_style["group:None"]`` (present
+when some sample has no group) covers *all* samples, not the ungrouped ones.
 
 The official format knows no ``failed`` outcome: a request that failed after retries has no
 answer, so it is written as ``correctness: "wrong_format"`` (a miss in the denominator, as
-in the official script) and our own ``outcome`` field keeps ``failed``.
+in the official script) and our own ``outcome`` field keeps ``failed``. What this tool adds
+(outcome counts, how ``failed`` is counted, the samples without a group) sits under its own
+top-level key, :data:`OWN_KEY`, never under the official ones.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -22,8 +28,11 @@ from typing import Any
 
 import pandas as pd
 
+from screenspot_eval.protocol.scoring import OUTCOMES
 from screenspot_eval.report.metrics import validate_records
 
+#: The top-level key of what this tool adds (next to the official ``details`` and ``metrics``).
+OWN_KEY = "screenspot_eval"
 INSTRUCTION_STYLE = "instruction"
 GT_TYPE = "positive"
 PREDICTION_COLUMNS: tuple[str, ...] = ("pred_x", "pred_y", "raw_response", "bbox")
@@ -145,34 +154,90 @@ def _metric(results: Sequence[dict[str, Any]]) -> dict[str, int | float]:
     }
 
 
+def _filtered(details: Sequence[dict[str, Any]], **criteria: Any) -> list[dict[str, Any]]:
+    """The official ``collect_results_to_eval``: a criterion of None means *no filter*."""
+    return [
+        r
+        for r in details
+        if all(value is None or r.get(name) == value for name, value in criteria.items())
+    ]
+
+
 def _section(
-    details: Sequence[dict[str, Any]], key_of: Callable[[dict[str, Any]], str]
+    details: Sequence[dict[str, Any]],
+    fields: Sequence[str],
+    key_of: Callable[..., str],
 ) -> dict[str, dict[str, int | float]]:
-    """Metrics per key (only keys with samples, as the official script skips empty ones)."""
-    buckets: dict[str, list[dict[str, Any]]] = {}
-    for entry in details:
-        buckets.setdefault(key_of(entry), []).append(entry)
-    return {key: _metric(buckets[key]) for key in sorted(buckets)}
+    """The official per-combination breakdown (``make_combinations`` + filter + metric).
+
+    Every combination of the distinct values of ``fields`` is filtered as the official script
+    does, so a value None keeps *every* sample (``group:None`` covers all samples, not the
+    ungrouped ones); combinations without samples are skipped, as there.
+    """
+    values = [
+        sorted({r.get(f) for r in details}, key=lambda v: (v is not None, str(v))) for f in fields
+    ]
+    out: dict[str, dict[str, int | float]] = {}
+    for combo in itertools.product(*values):
+        criteria = dict(zip(fields, combo, strict=True))
+        chosen = _filtered(details, **criteria)
+        if chosen:
+            out[key_of(**criteria)] = _metric(chosen)
+    return dict(sorted(out.items()))
 
 
 def official_metrics(details: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The ``metrics`` block, keys spelled as in the official script."""
+    """The ``metrics`` block, computed from ``details`` by the official script's rules."""
     style = f"inst_style:{INSTRUCTION_STYLE} gt_type:{GT_TYPE}"
     return {
         "fine_grained": _section(
-            details, lambda r: f"plat:{r['platform']} app:{r['application']} {style}"
+            details,
+            ("platform", "application"),
+            lambda platform, application: f"plat:{platform} app:{application} {style}",
         ),
-        "seeclick_style": _section(details, lambda r: f"plat:{r['platform']} {style}"),
-        "leaderboard_simple_style": _section(details, lambda r: f"group:{r['group']}"),
-        "leaderboard_detailed_style": _section(details, lambda r: f"app:{r['application']}"),
+        "seeclick_style": _section(
+            details, ("platform",), lambda platform: f"plat:{platform} {style}"
+        ),
+        "leaderboard_simple_style": _section(details, ("group",), lambda group: f"group:{group}"),
+        "leaderboard_detailed_style": _section(
+            details, ("application",), lambda application: f"app:{application}"
+        ),
         "overall": _metric(details),
+    }
+
+
+def own_metrics(details: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What this tool adds, under its own key :data:`OWN_KEY` (never under official keys)."""
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for entry in details:
+        outcomes[entry["outcome"]] += 1
+    ungrouped = [r for r in details if r["group"] is None]
+    return {
+        "failed_counted_as": "wrong_format",
+        "counting": (
+            "A failed request (outcome 'failed': no answer after retries) has no notion in the "
+            "official script; it is written with correctness 'wrong_format' and counted in "
+            "num_total and wrong_format_num, a miss in the denominator (so wrong_format_num = "
+            "outcomes.wrong_format + outcomes.failed). metrics.csv and summary.md count it the "
+            "same way (n and accuracy) and list it apart as 'failed'."
+        ),
+        "group_none": (
+            "As in the official script, 'group:None' in leaderboard_simple_style means no "
+            "filter: all samples. The samples without a group are 'samples_without_group'."
+        ),
+        "outcomes": outcomes,
+        "samples_without_group": _metric(ungrouped),
     }
 
 
 def official_results(df: pd.DataFrame) -> dict[str, Any]:
     """``{"details": [...], "metrics": {...}}`` for a DataFrame of scored records."""
     details = official_details(df)
-    return {"details": details, "metrics": official_metrics(details)}
+    return {
+        "details": details,
+        "metrics": official_metrics(details),
+        OWN_KEY: own_metrics(details),
+    }
 
 
 def write_official_json(df: pd.DataFrame, path: str | Path) -> Path:

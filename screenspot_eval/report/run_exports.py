@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from screenspot_eval.report.csv_export import write_csv
 from screenspot_eval.report.metrics import leaderboard_table, metrics_table
 from screenspot_eval.report.official_json import write_official_json
 from screenspot_eval.store.manifest import Manifest
@@ -58,12 +60,19 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
+def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Non-zero outcome counts of the records, by outcome name (sorted, as in the manifest)."""
+    return dict(sorted(Counter(str(o) for o in frame["outcome"]).items()))
+
+
 def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
     """A short human summary: what ran, on what, the headline numbers and the leaderboard."""
     model = manifest.config.get("engine", {}).get("model")
-    outcomes = manifest.counts.outcomes
     n = len(frame)
-    correct = int((frame["outcome"] == "correct").sum()) if n else 0
+    # from the records, like metrics.csv and the official JSON, so the three files agree
+    outcomes = outcome_counts(frame)
+    correct = outcomes.get("correct", 0)
+    failed = outcomes.get("failed", 0)
     sessions = manifest.sessions
     rates = [s.samples_per_s for s in sessions if s.samples_per_s]
     lines = [
@@ -71,6 +80,14 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
         "",
         f"- **Click accuracy: {_pct(correct / n) if n else '0.00'} %** ({correct} / {n})",
         f"- Outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.items()) or 'none'}",
+        *(
+            [
+                f"- Failed requests: {failed} (no answer): misses that stay in the denominator; "
+                f"`{OFFICIAL_JSON}` counts them as `wrong_format`"
+            ]
+            if failed
+            else []
+        ),
         f"- Variant: requested `{manifest.requested_variant}`, engine reports "
         f"`{manifest.effective_variant}`",
         f"- Prompt: `{manifest.prompt.get('name')}` (hash "
@@ -107,8 +124,9 @@ def write_run_exports(
     if len(samples):
         samples["bbox"] = samples["bbox"].map(lambda b: " ".join(f"{v:g}" for v in b))
         samples["img_size"] = samples["img_size"].map(lambda s: f"{s[0]}x{s[1]}")
-    samples.to_csv(paths["samples"], index=False)
-    metrics_table(frame).to_csv(paths["metrics"], index=False)
+    write_csv(samples, paths["samples"])
+    write_csv(metrics_table(frame), paths["metrics"])
     write_official_json(frame, paths["official"])
     paths["summary"].write_text(summary_markdown(frame, manifest), encoding="utf-8")
     return paths
+
