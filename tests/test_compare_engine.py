@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_cli
 
+from screenspot_eval.errors import EXIT_USER_ERROR
+
 pytestmark = pytest.mark.engine
 
 OUTPUTS = ("comparison.csv", "flips.csv", "comparison.md", "deltas.png", "report.html")
@@ -119,7 +121,7 @@ def test_mismatched_runs_are_refused_with_the_differences(compared, tmp_path):
     manifest["outcome_settings"]["prompt"]["template"] = "gemma4-point2d"
     (b / "manifest.json").write_text(json.dumps(manifest))
     proc = run_cli(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")])
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_USER_ERROR
     assert "differ in more than the embedder variant" in proc.stderr
     assert "prompt_hash" in proc.stderr and "settings.prompt.template" in proc.stderr
     allowed = run_cli(

@@ -22,6 +22,7 @@ from screenspot_eval.data.errors import (
 from screenspot_eval.data.source import OFFICIAL_REPO_ID, load_dataset_source
 from screenspot_eval.data.synth import synthesize_release
 from screenspot_eval.data.validate import load_release, open_dataset
+from screenspot_eval.errors import EXIT_DATA_ERROR
 
 SHA = "210e78d3844251110bff86c95835ebd37a6930fa"
 
@@ -119,7 +120,7 @@ def test_offline_and_not_cached_is_a_clear_error(offline_cache: Path) -> None:
 
 def test_offline_and_not_cached_via_the_cli(offline_cache: Path) -> None:
     result = CliRunner().invoke(app, ["data", "check", OFFICIAL_REPO_ID])
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_DATA_ERROR
     assert "--data /path/to/ScreenSpot-Pro" in result.stderr
 
 

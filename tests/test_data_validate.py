@@ -15,6 +15,7 @@ from screenspot_eval.cli.app import app
 from screenspot_eval.data.errors import InvalidSampleError, UnsafePathError
 from screenspot_eval.data.synth import synthesize_release
 from screenspot_eval.data.validate import load_release
+from screenspot_eval.errors import EXIT_DATA_ERROR
 
 FILE = "annotations/vscode_macos.json"
 Problem = tuple[str, str | None, str | None]  # (file, sample id, field)
@@ -217,7 +218,7 @@ def test_cli_strict_exits_non_zero_and_lenient_lists_the_exclusion(release: Path
     file, sample_id, field = make_bad(release)
     runner = CliRunner()
     strict = runner.invoke(app, ["data", "check", str(release), "--strict"])
-    assert strict.exit_code == 1
+    assert strict.exit_code == EXIT_DATA_ERROR
     assert file in strict.stderr and (sample_id or "whole file") in strict.stderr
     lenient = runner.invoke(app, ["data", "check", str(release), "--lenient"])
     assert lenient.exit_code == 0, lenient.output

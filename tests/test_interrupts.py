@@ -20,6 +20,8 @@ import psutil
 import pytest
 from cli_helpers import popen_cli, run_args, run_cli
 
+from screenspot_eval.errors import EXIT_BACKEND_FAILURE
+
 pytestmark = pytest.mark.engine
 
 
@@ -110,7 +112,7 @@ def test_engine_core_killed_mid_run_then_resume(
     for core in cores:
         core.kill()
     output, _ = proc.communicate(timeout=180)
-    assert proc.returncode == 1, output[-3000:]
+    assert proc.returncode == EXIT_BACKEND_FAILURE, output[-3000:]
     assert "engine failed mid-run" in output or "engine died" in output, output[-3000:]
     assert "resume with:" in output
     kept = (out / "predictions.jsonl").read_text().splitlines()

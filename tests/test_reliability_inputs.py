@@ -33,6 +33,7 @@ from screenspot_eval.data.errors import ImageLoadError, InvalidSampleError, Unsa
 from screenspot_eval.data.images import iter_images
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.validate import open_dataset
+from screenspot_eval.errors import EXIT_DATA_ERROR
 from screenspot_eval.report.comparison import COMPARISON_MD, FLIPS_CSV, REPORT_HTML
 from screenspot_eval.run.compare import compare_runs
 from screenspot_eval.run.config import RunConfig, resolve_config
@@ -403,7 +404,7 @@ def test_data_check_prints_no_escape_sequences_from_instructions_ids_or_reasons(
     assert "'\\x1b[2Jbad\\x1b]0;t\\x07'" in lenient.stdout  # the id, as a repr
     assert "\x1b" not in lenient.stdout and "\x07" not in lenient.stdout
     strict = _terminal_check(root, "--strict")
-    assert strict.exit_code == 1
+    assert strict.exit_code == EXIT_DATA_ERROR
     assert FILE in strict.stderr and "ui_type" in strict.stderr
     assert "\x1b" not in strict.stderr
 
@@ -652,7 +653,7 @@ def test_data_check_cli_strict_and_lenient(bad) -> None:
         assert strict.exit_code == 0, strict.output
         assert "excluded: 0" in strict.stdout and "Excluded samples: none." in strict.stdout
         return
-    assert strict.exit_code == 1, strict.output
+    assert strict.exit_code == EXIT_DATA_ERROR, strict.output
     assert "invalid dataset: 1 problem(s)" in strict.stderr
     for text in (FILE, repr(VICTIM), "'img_filename'"):
         assert text in strict.stderr

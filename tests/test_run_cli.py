@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from screenspot_eval.cli.app import app
+from screenspot_eval.errors import EXIT_USER_ERROR
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIMIT_MM = {"image": 1, "audio": 0}
@@ -57,7 +58,7 @@ def test_plain_options_give_exact_llm_kwargs(runner):
         "--out",
         "x",
     )
-    assert set(shown) == {"config", "llm_kwargs"}
+    assert set(shown) == {"config", "prompt", "llm_kwargs"}
     assert shown["llm_kwargs"] == {
         "model": "m",
         "dtype": "auto",
@@ -420,5 +421,5 @@ def test_help_exits_zero(runner, command, expected):
 
 def test_report_on_a_folder_without_manifest_is_a_clean_error(runner, tmp_path):
     result = invoke(runner, "report", str(tmp_path))
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_USER_ERROR
     assert "has no manifest.json" in result.stderr

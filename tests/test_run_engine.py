@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from cli_helpers import popen_cli, run_args, run_cli
 
+from screenspot_eval.errors import EXIT_USER_ERROR
+
 pytestmark = pytest.mark.engine
 
 EXPORTS = (
@@ -128,7 +130,7 @@ def test_changed_configuration_refuses_to_resume(full_run, tiny_model_dir, synth
     out, _ = full_run
     before = (out / "predictions.jsonl").read_text()
     proc = run_cli(run_args(tiny_model_dir, synth_data, out, "--prompt", "gemma4-point2d"))
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_USER_ERROR
     assert "different configuration" in proc.stderr
     assert "prompt.template" in proc.stderr and "--restart" in proc.stderr
     assert (out / "predictions.jsonl").read_text() == before

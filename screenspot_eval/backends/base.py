@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from screenspot_eval.backends.variant import EmbedderReport
+from screenspot_eval.errors import BackendFailure
 
 
 class SamplingSettings(BaseModel):
@@ -58,7 +59,7 @@ class Completion:
         return self.error is None and self.text is not None
 
 
-class BackendError(RuntimeError):
+class BackendError(BackendFailure, RuntimeError):
     """The backend as a whole cannot go on (engine died, every server unreachable).
 
     Raised from :meth:`Backend.generate`; completions yielded before it are valid and kept.

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from screenspot_eval.errors import BackendFailure
+
 Variant = Literal["pre", "post", "native"]
 MeasuredPlacement = Literal["pre", "post", "unknown"]
 PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
@@ -75,7 +77,7 @@ def unverified_report(vllm_version: str) -> EmbedderReport:
     )
 
 
-class VariantMismatchError(RuntimeError):
+class VariantMismatchError(BackendFailure, RuntimeError):
     """The engine does not run the embedder that was asked for; evaluating would mislabel it."""
 
 

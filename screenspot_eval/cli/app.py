@@ -9,6 +9,7 @@ import typer
 from screenspot_eval import __version__
 from screenspot_eval.cli.compare_cmd import compare
 from screenspot_eval.cli.data_cmds import data_app
+from screenspot_eval.cli.handling import exits_cleanly
 from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
 from screenspot_eval.cli.run_cmds import report, run
 from screenspot_eval.cli.serve_cmd import serve
@@ -23,13 +24,13 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-app.command("run", rich_help_panel="Evaluate")(run)
-app.command("compare", rich_help_panel="Evaluate")(compare)
-app.command("report", rich_help_panel="Evaluate")(report)
-app.command("serve", rich_help_panel="Serve")(serve)
+app.command("run", rich_help_panel="Evaluate")(exits_cleanly(run))
+app.command("compare", rich_help_panel="Evaluate")(exits_cleanly(compare))
+app.command("report", rich_help_panel="Evaluate")(exits_cleanly(report))
+app.command("serve", rich_help_panel="Serve")(exits_cleanly(serve))
 app.add_typer(data_app, name="data", rich_help_panel="Data")
-app.command("tiny-model", rich_help_panel="Model")(tiny_model)
-app.command("verify-embedder", rich_help_panel="Model")(verify_embedder)
+app.command("tiny-model", rich_help_panel="Model")(exits_cleanly(tiny_model))
+app.command("verify-embedder", rich_help_panel="Model")(exits_cleanly(verify_embedder))
 
 
 def _print_version(value: bool) -> None:

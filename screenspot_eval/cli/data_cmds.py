@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from screenspot_eval.data.errors import DatasetError, InvalidSampleError
+from screenspot_eval.cli.handling import exits_cleanly
+from screenspot_eval.data.errors import InvalidSampleError
 
 data_app = typer.Typer(
     help="Inspect, validate and synthesise ScreenSpot-Pro data.", no_args_is_help=True
@@ -15,6 +16,7 @@ data_app = typer.Typer(
 
 
 @data_app.command("check")
+@exits_cleanly
 def check(
     spec: Annotated[
         str,
@@ -40,8 +42,8 @@ def check(
     """Validate a ScreenSpot-Pro release and account for every sample against the official totals.
 
     Prints counts per group x ui_type and per application, the differences from the official
-    release (1581 samples), and every excluded sample with its reason. Exit 1: invalid samples
-    in strict mode; exit 2: the dataset cannot be reached.
+    release (1581 samples), and every excluded sample with its reason. Exit 3 (a data error):
+    invalid samples in strict mode, or a dataset that cannot be reached.
 
     Example: screenspot-eval data check likaixin/ScreenSpot-Pro
     """
@@ -51,14 +53,12 @@ def check(
         report = check_dataset(spec, revision, strict=strict, check_images=check_images)
     except InvalidSampleError as error:
         typer.echo(render_problems(error), err=True)
-        raise typer.Exit(code=1) from error
-    except DatasetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from error
+        raise typer.Exit(code=error.exit_code) from error
     typer.echo(report.render())
 
 
 @data_app.command("synth")
+@exits_cleanly
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the synthetic release into.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 60,

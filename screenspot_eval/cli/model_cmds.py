@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from screenspot_eval.cli import options as o
+from screenspot_eval.cli.handling import print_json
+from screenspot_eval.cli.options import Given, with_options
 
 
 def tiny_model(
@@ -28,30 +29,28 @@ def tiny_model(
     typer.echo(f"tiny Gemma 4 checkpoint written to {path}")
 
 
+@with_options(o.CONFIG_FILE, o.MODEL, o.ENGINE)
 def verify_embedder(
-    model: o.ModelOpt,
+    given: Given,
     norm: Annotated[
         list[str] | None,
         typer.Option("--norm", help="Variant(s) to check (repeatable); default: all three."),
     ] = None,
-    revision: o.RevisionOpt = None,
-    dtype: o.DtypeOpt = "auto",
-    max_model_len: o.MaxModelLenOpt = 2048,
-    enforce_eager: o.EnforceEagerOpt = False,
-    engine_arg: o.EngineArgOpt = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the engine reports to this JSON file.")
     ] = None,
+    print_config: o.PrintConfigOpt = False,
 ) -> None:
     """Load the model in vLLM once per variant and print what the engine really runs.
 
     For each variant: the embedder class, the norm placement measured by running it on a probe
     input, the width the norm acts on, and for pre the max difference against HF transformers'
-    Gemma4MultimodalEmbedder (fp32). Exits 1 if any variant differs from what was asked.
+    Gemma4MultimodalEmbedder (fp32). Exits 4 if any variant differs from what was asked.
+    A short --max-model-len (e.g. 2048) keeps each engine small: the probe is one image.
 
     Example: screenspot-eval verify-embedder --model models/tiny-gemma4
     """
-    from screenspot_eval.backends.vllm.verify import compare_probes, format_check, verify_variants
+    from screenspot_eval.backends.vllm.engine_args import llm_kwargs
 
     variants = norm or ["native", "pre", "post"]
     bad = [v for v in variants if v not in ("pre", "post", "native")]
@@ -59,22 +58,10 @@ def verify_embedder(
         raise typer.BadParameter(
             f"unknown variant(s) {bad}; use pre, post or native", param_hint="--norm"
         )
-    base = o.engine_settings(
-        model=model,
-        norm="native",
-        revision=revision,
-        dtype=dtype,
-        max_model_len=max_model_len,
-        enforce_eager=enforce_eager,
-        engine_arg=engine_arg,
-    )
-    results = verify_variants(base, variants, on_result=lambda r: typer.echo(format_check(r)))
-    for line in compare_probes(results):
-        typer.echo(line)
-    if json_out is not None:
-        json_out.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
-    failed = [r.requested for r in results if not r.ok]
-    if failed:
-        typer.echo(f"embedder verification FAILED for: {', '.join(failed)}", err=True)
-        raise typer.Exit(code=1)
-    typer.echo(f"all {len(results)} variant(s) verified inside the engine")
+    base = given.resolve().engine
+    if print_config:
+        print_json({"engine": base.model_dump(mode="json"), "llm_kwargs": llm_kwargs(base)})
+        return
+    from screenspot_eval.backends.vllm.verify import verify_and_report
+
+    verify_and_report(base, variants, json_out=json_out, echo=typer.echo)

@@ -1,14 +1,28 @@
-"""Typer options defined once and reused by every command that needs them."""
+"""Every command-line option, defined once: its name, type, help and the config key it sets.
+
+Options come in groups (:data:`MODEL`, :data:`ENGINE`, :data:`DATA`, ...). A command declares
+the groups it takes with :func:`with_options`; the decorator adds their parameters to the
+command's signature (so Typer shows them) and hands the command one :class:`Given` holding what
+the user typed. ``Given.resolve()`` turns that into a :class:`RunConfig` through the one path
+every command uses: command-line values > config file > the command's defaults > built-in
+defaults. Adding an option is one :class:`Opt` line in a group.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from screenspot_eval.backends.vllm.engine_args import EngineSettings
+if TYPE_CHECKING:
+    from screenspot_eval.run.config import RunConfig
+
 
 ENGINE = "Engine (vLLM)"
 MODEL = "Model"
@@ -92,64 +106,6 @@ EngineArgOpt = Annotated[
 OutDirOpt = Annotated[
     Path | None, typer.Option("--out", "-o", help="Results folder (e.g. results/NAME).")
 ]
-
-
-def parse_key_values(items: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "b=x", 'c={"k": 2}']`` -> ``{"a": 1, "b": "x", "c": {"k": 2}}``."""
-    parsed: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, got {item!r}")
-        try:
-            parsed[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key.replace("-", "_")] = raw
-    return parsed
-
-
-def engine_settings(
-    *,
-    model: str,
-    norm: str,
-    revision: str | None = None,
-    dtype: str = "auto",
-    seed: int = 0,
-    max_model_len: int | None = None,
-    max_num_seqs: int | None = None,
-    gpu_memory_utilization: float | None = None,
-    tensor_parallel_size: int = 1,
-    data_parallel_size: int = 1,
-    distributed_executor_backend: str | None = None,
-    enforce_eager: bool = False,
-    max_soft_tokens: int | None = None,
-    engine_arg: list[str] | None = None,
-) -> EngineSettings:
-    """Options -> settings; a bad value becomes a clean usage error, not a traceback."""
-    extra = parse_key_values(engine_arg)
-    mm_processor_kwargs = extra.pop("mm_processor_kwargs", {})
-    limit = extra.pop("limit_mm_per_prompt", None)
-    try:
-        return EngineSettings(
-            model=model,
-            norm=norm,  # type: ignore[arg-type]
-            revision=revision,
-            dtype=dtype,
-            seed=seed,
-            max_model_len=max_model_len,
-            max_num_seqs=max_num_seqs,
-            gpu_memory_utilization=gpu_memory_utilization,
-            tensor_parallel_size=tensor_parallel_size,
-            data_parallel_size=data_parallel_size,
-            distributed_executor_backend=distributed_executor_backend,
-            enforce_eager=enforce_eager,
-            max_soft_tokens=max_soft_tokens,
-            mm_processor_kwargs=mm_processor_kwargs,
-            **({"limit_mm_per_prompt": limit} if limit is not None else {}),
-            extra=extra,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 # --- run / compare options: all default to None so a --config file can supply them ------------
@@ -287,25 +243,6 @@ PrintConfigOpt = Annotated[
 ]
 
 
-def split_endpoints(values: list[str] | None) -> tuple[str, ...] | None:
-    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None when none given."""
-    if not values:
-        return None
-    return tuple(part.strip() for v in values for part in v.split(",") if part.strip())
-
-
-def engine_overrides(engine_arg: list[str] | None) -> dict[str, Any]:
-    """``--engine-arg`` values as dotted config keys (known fields first, the rest as extra)."""
-    extra = parse_key_values(engine_arg)
-    dotted: dict[str, Any] = {}
-    for known in ("mm_processor_kwargs", "limit_mm_per_prompt", *EngineSettings.model_fields):
-        if known in extra and known != "extra":
-            dotted[f"engine.{known}"] = extra.pop(known)
-    if extra:
-        dotted["engine.extra"] = extra
-    return dotted
-
-
 COMPARE = "Comparison"
 
 VariantAOpt = Annotated[
@@ -354,3 +291,179 @@ ResamplesOpt = Annotated[
     int,
     typer.Option("--resamples", min=100, help="Bootstrap resamples.", rich_help_panel=COMPARE),
 ]
+
+
+# --- groups: each option once, with the config key(s) it sets ------------------------------
+
+
+def _as_tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values else None
+
+
+def split_endpoints(values: list[str] | None) -> tuple[str, ...] | None:
+    """``["a,b", "c"]`` -> ``("a", "b", "c")``; None when none given."""
+    if not values:
+        return None
+    return tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: the command parameter, its Typer declaration and the config keys it sets."""
+
+    name: str
+    annotation: Any
+    keys: tuple[str, ...] = ()
+    to_config: Callable[[Any], Any] = _same
+
+
+def parse_key_values(items: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b=x", 'c={"k": 2}']`` -> ``{"a": 1, "b": "x", "c": {"k": 2}}``."""
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--engine-arg")
+        try:
+            parsed[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key.replace("-", "_")] = raw
+    return parsed
+
+
+def engine_arg_overrides(engine_arg: list[str] | None) -> dict[str, Any]:
+    """``--engine-arg`` values as dotted config keys: a known engine setting sets that setting
+    (so ``dtype=float16`` means ``--dtype float16`` in every command), the rest go to extra."""
+    from screenspot_eval.backends.vllm.engine_args import EngineSettings
+
+    extra = parse_key_values(engine_arg)
+    dotted: dict[str, Any] = {}
+    for known in EngineSettings.model_fields:
+        if known in extra and known != "extra":
+            dotted[f"engine.{known}"] = extra.pop(known)
+    if extra:
+        dotted["engine.extra"] = extra
+    return dotted
+
+
+CONFIG_FILE = (Opt("config", ConfigOpt),)
+OUT = (Opt("out", OutDirOpt, ("out",), lambda v: str(v)),)
+MODEL = (
+    Opt("model", ModelOpt, ("engine.model",)),
+    Opt("revision", RevisionOpt, ("engine.revision",)),
+)
+VARIANT = (Opt("norm", NormOpt, ("engine.norm",)),)
+ENGINE = (
+    Opt("max_soft_tokens", MaxSoftTokensOpt, ("engine.max_soft_tokens",)),
+    Opt("dtype", DtypeOpt, ("engine.dtype",)),
+    Opt("seed", SeedOpt, ("engine.seed", "sampling.seed")),
+    Opt("max_model_len", MaxModelLenOpt, ("engine.max_model_len",)),
+    Opt("max_num_seqs", MaxNumSeqsOpt, ("engine.max_num_seqs",)),
+    Opt("gpu_memory_utilization", GpuMemOpt, ("engine.gpu_memory_utilization",)),
+    Opt("tensor_parallel_size", TensorParallelOpt, ("engine.tensor_parallel_size",)),
+    Opt("data_parallel_size", DataParallelOpt, ("engine.data_parallel_size",)),
+    Opt("distributed_executor_backend", ExecutorOpt, ("engine.distributed_executor_backend",)),
+    Opt("enforce_eager", EnforceEagerOpt, ("engine.enforce_eager",)),
+    Opt("engine_arg", EngineArgOpt),  # expanded by engine_arg_overrides
+)
+DATA_OPTIONS = (
+    Opt("data", DataOpt, ("data.source",)),
+    Opt("data_revision", DataRevisionOpt, ("data.revision",)),
+    Opt("strict", StrictOpt, ("data.strict",)),
+    Opt("group", GroupOpt, ("data.selection.groups",), _as_tuple),
+    Opt("application", ApplicationOpt, ("data.selection.applications",), _as_tuple),
+    Opt("platform", PlatformOpt, ("data.selection.platforms",), _as_tuple),
+    Opt("ui_type", UiTypeOpt, ("data.selection.ui_types",), _as_tuple),
+    Opt("id", IdOpt, ("data.selection.ids",), _as_tuple),
+    Opt("limit", LimitOpt, ("data.selection.limit",)),
+    Opt("language", LanguageOpt, ("data.selection.language",)),
+)
+PROMPT_OPTIONS = (
+    Opt("prompt", PromptOpt, ("prompt.template",)),
+    Opt("convention", ConventionOpt, ("prompt.convention",)),
+    Opt("temperature", TemperatureOpt, ("sampling.temperature",)),
+    Opt("max_tokens", MaxTokensOpt, ("sampling.max_tokens",)),
+    Opt("structured", StructuredOpt, ("sampling.structured",)),
+)
+ENDPOINT = (Opt("endpoint", EndpointOpt, ("runtime.endpoints",), split_endpoints),)
+CLIENT = (
+    Opt("api_key", ApiKeyOpt, ("runtime.api_key",)),
+    Opt("concurrency", ConcurrencyOpt, ("runtime.concurrency",)),
+    Opt("image_workers", ImageWorkersOpt, ("runtime.image_workers",)),
+)
+#: Everything ``run`` takes; ``compare`` and ``sweep`` take the same but the variant/endpoint.
+EVAL = (*CONFIG_FILE, *OUT, *MODEL, *DATA_OPTIONS, *PROMPT_OPTIONS, *ENGINE, *CLIENT)
+
+
+@dataclass(frozen=True)
+class Given:
+    """What the user typed for a command's option groups (``None``: not given)."""
+
+    values: dict[str, Any]
+    options: tuple[Opt, ...]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def overrides(self, **fixed: Any) -> dict[str, Any]:
+        """The given values as dotted config keys (``fixed``: set by the command itself)."""
+        dotted: dict[str, Any] = dict(fixed)
+        for opt in self.options:
+            value = self.values.get(opt.name)
+            if value is None:
+                continue
+            for key in opt.keys:
+                dotted[key] = opt.to_config(value)
+        from_engine_arg = engine_arg_overrides(self.values.get("engine_arg"))
+        clash = sorted(k for k in from_engine_arg if dotted.get(k) is not None)
+        if clash:
+            names = ", ".join(k.removeprefix("engine.") for k in clash)
+            raise typer.BadParameter(
+                f"{names} given both as an option and as --engine-arg; give it once",
+                param_hint="--engine-arg",
+            )
+        return {**dotted, **from_engine_arg}
+
+    def resolve(
+        self,
+        *,
+        defaults: dict[str, Any] | None = None,
+        servers: tuple[str, ...] = (),
+        **fixed: Any,
+    ) -> RunConfig:
+        """The run configuration: these values > ``--config`` file > ``defaults`` > built-ins
+        (``servers``: where to ask for the model name when none is given)."""
+        from screenspot_eval.run.config import resolve_config
+
+        return resolve_config(
+            self.values.get("config"), self.overrides(**fixed), defaults=defaults, servers=servers
+        )
+
+
+def with_options(*groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the options of ``groups`` to a command; it receives them as ``given: Given``."""
+    options = tuple(opt for group in groups for opt in group)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "given"]
+        added = [
+            inspect.Parameter(
+                o.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=o.annotation
+            )
+            for o in options
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {o.name: kwargs.pop(o.name, None) for o in options}
+            return command(*args, given=Given(values, options), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from screenspot_eval.errors import DataError
+
 
 class Exclusion(BaseModel):
     """One sample (or a whole annotation file, ``sample_id=None``) left out of a run, and why."""
@@ -35,7 +37,7 @@ def describe_problem(
     return ": ".join([*parts, reason])
 
 
-class DatasetError(Exception):
+class DatasetError(DataError):
     """Base of every data-layer error; carries where the problem is and what it is."""
 
     def __init__(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
 
 PROMPTS_DIR: Traversable = resources.files("screenspot_eval.protocol").joinpath("templates")
@@ -29,7 +30,7 @@ IMAGE_PLACEHOLDER: dict[str, str] = {"type": "image"}
 """The image item of a rendered user message; backends replace it with the real image."""
 
 
-class PromptTemplateError(ValueError):
+class PromptTemplateError(UserError, ValueError):
     """A template that cannot be found or is invalid."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.scoring import OUTCOMES
 
 #: Per-sample fields, identical for both sides (taken from A), in output order.
@@ -74,7 +75,7 @@ def _listed(ids: Sequence[str]) -> str:
     return shown + (f", ... ({more} more)" if more > 0 else "") if ids else "none"
 
 
-class UnpairedSamplesError(ValueError):
+class UnpairedSamplesError(UserError, ValueError):
     """Runs A and B did not score the same samples, so a paired comparison is not defined."""
 
     def __init__(self, only_a: list[str], only_b: list[str], n_shared: int) -> None:

@@ -130,3 +130,20 @@ def write_run_exports(
     paths["summary"].write_text(summary_markdown(frame, manifest), encoding="utf-8")
     return paths
 
+
+def regenerate_run_exports(run_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """``screenspot-eval report``: rewrite every export of a results folder from its records.
+
+    Returns the files written and notes on what reading the folder had to skip."""
+    from screenspot_eval.errors import UserError
+    from screenspot_eval.store.run_dir import RunDir
+
+    store = RunDir(run_dir)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise UserError(f"{run_dir} has no manifest.json: is it a results folder?")
+    records, repair = store.read_records()
+    notes = []
+    if repair.truncated_bytes:
+        notes.append(f"ignored a truncated last line ({repair.truncated_bytes} bytes)")
+    return write_run_exports(run_dir, records, manifest), notes

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from screenspot_eval.backends.variant import Variant
+from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
 from screenspot_eval.report.pairing import pair_records
 from screenspot_eval.run.config import RunConfig, diff_settings
@@ -25,13 +26,15 @@ from screenspot_eval.store.records import records_frame
 from screenspot_eval.store.run_dir import RunDir, RunDirError
 
 EngineMode = Literal["auto", "one", "two"]
+ENGINE_MODES: tuple[str, ...] = ("auto", "one", "two")
+VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 
 
-class OneEngineUnavailableError(RuntimeError):
+class OneEngineUnavailableError(BackendFailure, RuntimeError):
     """``--engines one`` was required but the in-place switch did not pass its self-check."""
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
     """Two runs whose settings differ in more than the variant."""
 
 
@@ -166,7 +169,7 @@ def run_ab(
     in_process = not cfg_a.runtime.endpoints and not cfg_b.runtime.endpoints
     switchable = {a, b} <= {"pre", "post"} and a != b
     if engines == "one" and not (in_process and switchable):
-        raise ValueError("--engines one needs the in-process engine and variants pre and post")
+        raise UserError("--engines one needs the in-process engine and the variants pre and post")
     if in_process and switchable and engines != "two":
         shared = _one_engine(cfg_a, cfg_b, a, b, kwargs, log)
         if shared is not None:
@@ -205,4 +208,46 @@ def _one_engine(
         result_a,
         result_b,
         f"one engine: model loaded once, embedder switched in place; {message}",
+    )
+
+
+def compare_variants(
+    config: RunConfig,
+    a: str,
+    b: str,
+    *,
+    engines: str = "auto",
+    endpoint_a: str | None = None,
+    endpoint_b: str | None = None,
+    restart: bool = False,
+    quiet: bool = False,
+    resume_command: str | None = None,
+    log: Any = print,
+    seed: int = DEFAULT_SEED,
+    n_resamples: int = DEFAULT_N_RESAMPLES,
+) -> ComparisonResult:
+    """``screenspot-eval compare --a A --b B``: run both sides into ``config.out``, compare."""
+    for name, variant in (("--a", a), ("--b", b)):
+        if variant not in VARIANTS:
+            raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    if engines not in ENGINE_MODES:
+        raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {engines!r}")
+    if config.out is None:
+        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    out = Path(config.out)
+    _, _, notes = run_ab(
+        config,
+        a,  # type: ignore[arg-type]
+        b,  # type: ignore[arg-type]
+        out,
+        engines=engines,  # type: ignore[arg-type]
+        endpoint_a=endpoint_a,
+        endpoint_b=endpoint_b,
+        restart=restart,
+        quiet=quiet,
+        resume_command=resume_command,
+        log=log,
+    )
+    return compare_runs(
+        out / f"a-{a}", out / f"b-{b}", out, notes=notes, seed=seed, n_resamples=n_resamples
     )

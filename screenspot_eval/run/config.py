@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from screenspot_eval.backends.base import SamplingSettings
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.select import Selection
+from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
-from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME
+from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME, load_template
 
 #: Engine settings that decide scheduling or placement, not what a sample's answer is.
 NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
@@ -26,7 +27,7 @@ NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or option combination that cannot make a run."""
 
 
@@ -125,16 +126,53 @@ def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_config(file: Path | None, overrides: dict[str, Any]) -> RunConfig:
-    """Config file (if any) overlaid by command-line values (dotted keys, ``None`` = not given)."""
-    tree = read_config_file(file) if file is not None else {}
-    given: dict[str, Any] = {}
-    for dotted, value in overrides.items():
+def dotted_tree(values: dict[str, Any] | None) -> dict[str, Any]:
+    """``{"a.b": 1, "a.c": None}`` -> ``{"a": {"b": 1}}`` (``None`` means "not given")."""
+    tree: dict[str, Any] = {}
+    for dotted, value in (values or {}).items():
         if value is not None:
-            set_dotted(given, dotted, value)
-    tree = merge(tree, given)
+            set_dotted(tree, dotted, value)
+    return tree
+
+
+def model_from_servers(endpoints: list[str] | tuple[str, ...], api_key: str | None) -> str:
+    """The one model the servers serve (``GET /v1/models``), for ``run --endpoint`` without
+    ``--model``; refused when they serve none, several, or different ones."""
+    from screenspot_eval.backends.http.server import served_models
+
+    listed = {url: tuple(served_models(url, api_key)) for url in endpoints}
+    names = {name for names in listed.values() for name in names}
+    if len(names) != 1 or any(len(n) != 1 for n in listed.values()):
+        raise ConfigError(
+            f"cannot tell which model the servers run (they list {listed}); pass --model"
+        )
+    return names.pop()
+
+
+def resolve_config(
+    file: Path | None,
+    overrides: dict[str, Any],
+    *,
+    defaults: dict[str, Any] | None = None,
+    servers: tuple[str, ...] = (),
+) -> RunConfig:
+    """The one precedence for every command: ``overrides`` (the command line; dotted keys,
+    ``None`` = not given) > config ``file`` > the command's ``defaults`` > built-in defaults.
+
+    A data source given on the command line replaces the file's source with its revision.
+    Without a model, a run against servers (``runtime.endpoints``, or ``servers`` for
+    commands that name them otherwise) takes the model name from the servers."""
+    from_file = read_config_file(file) if file is not None else {}
+    given = dotted_tree(overrides)
+    if "source" in given.get("data", {}) and "revision" not in given["data"]:
+        from_file.get("data", {}).pop("revision", None)  # a revision belongs to its source
+    tree = merge(merge(dotted_tree(defaults), from_file), given)
     if "model" not in tree.get("engine", {}):
-        raise ConfigError("no model given: pass --model or set engine.model in the config")
+        endpoints = servers or tree.get("runtime", {}).get("endpoints")
+        if not endpoints:
+            raise ConfigError("no model given: pass --model or set engine.model in the config")
+        api_key = tree.get("runtime", {}).get("api_key")
+        set_dotted(tree, "engine.model", model_from_servers(endpoints, api_key))
     where = f" (config {file})" if file else ""
     try:
         config = RunConfig.model_validate(tree)
@@ -155,3 +193,21 @@ def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         elif a != b:
             lines.append(f"{path}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}")
     return lines
+
+
+def describe_config(config: RunConfig) -> dict[str, Any]:
+    """What ``--print-config`` shows: the resolved configuration, the prompt template it loads
+    (name, content hash, convention, source) and the exact ``vllm.LLM`` keyword arguments.
+    A template that cannot be loaded fails here, as the run would."""
+    template = load_template(config.prompt.template)
+    prompt = {
+        "name": template.name,
+        "content_hash": template.content_hash,
+        "convention": config.prompt.convention or template.convention,
+        "source": template.source,
+    }
+    return {
+        "config": config.model_dump(mode="json"),
+        "prompt": prompt,
+        "llm_kwargs": llm_kwargs(config.engine),
+    }

@@ -28,6 +28,7 @@ from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_data
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import select_samples
 from screenspot_eval.data.validate import LoadedDataset, open_dataset
+from screenspot_eval.errors import RunAborted, UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings
@@ -50,16 +51,12 @@ GEMMA4_DEFAULT_BUDGET = 280
 BackendFactory = Callable[[RunConfig], Backend]
 
 
-class RunRefusedError(RuntimeError):
+class RunRefusedError(UserError, RuntimeError):
     """The folder holds a run that this configuration or data cannot continue."""
 
 
-class RunAbortedError(RuntimeError):
+class RunAbortedError(RunAborted, RuntimeError):
     """The run stopped early; everything finished is on disk and ``resume`` says how to go on."""
-
-    def __init__(self, message: str, resume: str | None):
-        super().__init__(message)
-        self.resume = resume
 
 
 @dataclass
@@ -323,6 +320,7 @@ def _run_backend(
             f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
             f"{run.predictions}",
             resume,
+            interrupted=isinstance(exc, KeyboardInterrupt),
         ) from exc
     except Exception as exc:
         _record_stop(run, manifest, session, todo, done, "failed", f"{type(exc).__name__}: {exc}")
@@ -356,3 +354,18 @@ def _record_stop(
     manifest.status = status
     manifest.error = reason
     run.write_manifest(manifest)
+
+
+def evaluate(
+    config: RunConfig,
+    *,
+    restart: bool = False,
+    quiet: bool = False,
+    resume_command: str | None = None,
+) -> RunResult:
+    """``screenspot-eval run``: evaluate ``config`` into its results folder (``config.out``)."""
+    if config.out is None:
+        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    return execute_run(
+        config, Path(config.out), restart=restart, quiet=quiet, resume_command=resume_command
+    )

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from screenspot_eval.errors import UserError
 from screenspot_eval.store.manifest import MANIFEST_VERSION, Manifest, newer_version_message
 from screenspot_eval.store.records import SCHEMA_VERSION, PredictionRecord
 
@@ -28,7 +29,7 @@ LOCK = ".lock"
 _HELD: set[Path] = set()  # folders this process holds: its own pid in a lock is not stale
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UserError, RuntimeError):
     """A results folder that cannot be used as asked (locked, corrupt, newer schema)."""
 
 

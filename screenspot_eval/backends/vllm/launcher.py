@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +26,7 @@ from screenspot_eval.backends.vllm.engine_args import (
     is_vllm_cpu_build,
     server_command,
 )
+from screenspot_eval.errors import BackendFailure, UserError
 
 
 def _terminate_with_parent() -> None:
@@ -34,14 +38,14 @@ def _terminate_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(BackendFailure, RuntimeError):
     """The server exited or did not become healthy; carries the tail of its log."""
 
 
 def check_host(host: str, allow_remote: bool) -> None:
     """Serving beyond loopback exposes the model to the network: only when asked explicitly."""
     if host not in LOOPBACK_HOSTS and not allow_remote:
-        raise ValueError(
+        raise UserError(
             f"refusing to bind {host!r}: only loopback (127.0.0.1) unless --allow-remote is "
             "given; set --api-key when you do"
         )
@@ -156,3 +160,52 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_until_stopped(
+    settings: EngineSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    log_path: Path | None = None,
+    allow_remote: bool = False,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """``screenspot-eval serve``: start the server, prove its variant through its route, and
+    keep it until Ctrl-C or SIGTERM; then stop the whole process group. Returns its exit code.
+
+    Raises :class:`ServerStartError` (and stops the server) if it exits or is not healthy,
+    :class:`VariantMismatchError` if it does not run what was asked.
+    """
+    from screenspot_eval.backends.http.server import endpoint_report
+    from screenspot_eval.backends.variant import check_variant
+
+    server = ServerProcess(
+        settings,
+        host=host,
+        port=port,
+        api_key=api_key,
+        log_path=log_path,
+        allow_remote=allow_remote,
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        echo(f"starting vLLM ({settings.norm} embedder): {shlex.join(server.command)}")
+        url = server.start()
+        report = endpoint_report(url, api_key)
+        check_variant(settings.norm, report)
+        echo(f"embedder verified inside the server: {report.effective_variant}")
+        echo(f"serving {settings.model} at {url}/v1  (Ctrl-C to stop)")
+        while not stop.wait(1.0) and server.alive():
+            pass
+        if not server.alive():
+            raise ServerStartError(f"the server exited unexpectedly\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        code = server.stop()
+        echo(f"server stopped (exit code {code})")
+    return code

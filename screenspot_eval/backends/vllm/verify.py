@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -112,3 +114,25 @@ def compare_probes(results: list[VariantCheck]) -> list[str]:
                     f"probe logprobs {a.requested} vs {b.requested}: max |diff| = {diff:.3g}"
                 )
     return lines
+
+
+def verify_and_report(
+    base: EngineSettings,
+    variants: list[str],
+    *,
+    json_out: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[VariantCheck]:
+    """``screenspot-eval verify-embedder``: check each variant inside a fresh engine, print the
+    findings, write them to ``json_out``; raise :class:`VariantMismatchError` naming every
+    variant the engine did not run as asked."""
+    results = verify_variants(base, variants, on_result=lambda r: echo(format_check(r)))
+    for line in compare_probes(results):
+        echo(line)
+    if json_out is not None:
+        json_out.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    failed = [r.requested for r in results if not r.ok]
+    if failed:
+        raise VariantMismatchError(f"embedder verification FAILED for: {', '.join(failed)}")
+    echo(f"all {len(results)} variant(s) verified inside the engine")
+    return results

@@ -1,0 +1,104 @@
+"""Every command builds its engine settings through one path, so the same flags mean the same.
+
+Dry runs (``--print-config``) through Typer's CliRunner: no engine starts, no vLLM import.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from screenspot_eval.cli.app import app
+from screenspot_eval.errors import EXIT_USER_ERROR
+
+ENGINE_COMMANDS = ("run", "compare", "serve", "verify-embedder")
+
+
+def plain(output: str) -> str:
+    """Typer's boxed error text as one line (the box wraps long messages)."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def dry_run(command: str, *args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        app, [command, "--model", "m", *args, "--print-config"], env={"SCREENSPOT_API_KEY": None}
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads(result.stdout)
+
+
+def engine_kwargs(command: str, *args: str) -> dict[str, Any]:
+    """The vLLM arguments without the variant (each command picks its own: --norm, --a)."""
+    kwargs = dry_run(command, *args)["llm_kwargs"]
+    kwargs.pop("hf_overrides", None)
+    return kwargs
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--engine-arg", "dtype=float16"),
+        ("--dtype", "float16"),
+        ("--engine-arg", "max_model_len=4096", "--engine-arg", "swap_space=2"),
+        ("--max-soft-tokens", "560", "--tp", "2", "--enforce-eager", "--seed", "7"),
+        ("--engine-arg", 'mm_processor_kwargs={"do_pan_and_scan": false}'),
+    ],
+    ids=["engine-arg-dtype", "dtype", "extra", "named", "mm-kwargs"],
+)
+def test_every_command_gives_the_same_engine_arguments(flags: tuple[str, ...]) -> None:
+    seen = {command: engine_kwargs(command, *flags) for command in ENGINE_COMMANDS}
+    assert all(kwargs == seen["run"] for kwargs in seen.values()), seen
+
+
+def test_engine_arg_naming_a_setting_sets_that_setting_everywhere() -> None:
+    for command in ENGINE_COMMANDS:
+        assert engine_kwargs(command, "--engine-arg", "dtype=float16")["dtype"] == "float16"
+        assert engine_kwargs(command, "--engine-arg", "dtype=float16") == engine_kwargs(
+            command, "--dtype", "float16"
+        )
+
+
+@pytest.mark.parametrize("command", ENGINE_COMMANDS)
+def test_an_option_given_twice_is_a_usage_error_in_every_command(command: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        [command, "--model", "m", "--dtype", "float32", "--engine-arg", "dtype=float16",
+         "--print-config"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_USER_ERROR
+    assert "given both as an option and as --engine-arg" in plain(result.output)
+
+
+@pytest.mark.parametrize("command", ENGINE_COMMANDS)
+def test_a_config_file_feeds_every_command_and_the_command_line_wins(command, tmp_path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text("[engine]\nmodel = 'from-file'\ndtype = 'bfloat16'\nmax_model_len = 1024\n")
+    result = CliRunner().invoke(
+        app, [command, "--config", str(file), "--dtype", "float32", "--print-config"]
+    )
+    assert result.exit_code == 0, result.output
+    kwargs = json.loads(result.stdout)["llm_kwargs"]
+    assert (kwargs["model"], kwargs["dtype"], kwargs["max_model_len"]) == (
+        "from-file",
+        "float32",
+        1024,
+    )
+
+
+@pytest.mark.parametrize("command", ENGINE_COMMANDS)
+def test_bad_engine_values_are_clean_usage_errors_in_every_command(command: str) -> None:
+    for bad in (["--engine-arg", "novalue"], ["--max-soft-tokens", "100"]):
+        result = CliRunner().invoke(app, [command, "--model", "m", *bad, "--print-config"])
+        assert result.exit_code == EXIT_USER_ERROR, (bad, result.output)
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def test_serve_dry_run_shows_the_server_command_with_the_same_flags() -> None:
+    shown = dry_run("serve", "--engine-arg", "dtype=float16", "--norm", "post")
+    command = shown["server_command"]
+    assert command[command.index("--dtype") + 1] == "float16"
+    assert command.count("--dtype") == 1
+    assert '{"screenspot_embedder_norm":"post"}' in command
