@@ -45,3 +45,23 @@ def full_run(tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.Te
     proc = run_cli(run_args(tiny_model_dir, synth_data, out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
+
+
+#: The README's `verify-embedder` command, as the README shows it (plus where to write JSON).
+VERIFY_COMMAND = ["verify-embedder", "--model", "{model}"]
+
+
+@pytest.fixture(scope="session")
+def verified_embedder(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`verify-embedder` on the tiny model, all three variants (three engines), run once for the
+    variant tests and the README test."""
+    import json
+
+    from cli_helpers import run_cli
+
+    out = tmp_path_factory.mktemp("verify") / "checks.json"
+    args = [a.format(model=tiny_model_dir) for a in VERIFY_COMMAND]
+    proc = run_cli([*args, "--json", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    checks = {c["requested"]: c for c in json.loads(out.read_text())}
+    return proc, checks

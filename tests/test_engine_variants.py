@@ -6,11 +6,12 @@ through its entry point exactly as it does for users.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+
+from screenspot_eval.errors import EXIT_BACKEND_FAILURE
 
 pytestmark = pytest.mark.engine
 
@@ -20,12 +21,8 @@ def _run(args: list[str], env_update: dict[str, str] | None = None, timeout: int
 
 
 @pytest.fixture(scope="module")
-def verified(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("verify") / "checks.json"
-    proc = _run(["verify-embedder", "--model", str(tiny_model_dir), "--json", str(out)])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    checks = {c["requested"]: c for c in json.loads(out.read_text())}
-    return proc, checks
+def verified(verified_embedder):
+    return verified_embedder
 
 
 def test_verify_embedder_prints_all_three_variants(verified):
@@ -89,7 +86,7 @@ def test_post_with_plugins_disabled_fails_with_the_reason(tiny_model_dir: Path):
         ["verify-embedder", "--model", str(tiny_model_dir), "--norm", "post"],
         env_update={"VLLM_PLUGINS": ""},
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_BACKEND_FAILURE
     text = proc.stdout + proc.stderr
     assert "[MISMATCH] requested post" in text
     assert "plugin was not loaded in the engine process" in text

@@ -21,6 +21,8 @@ import psutil
 import pytest
 from cli_helpers import ENGINE_ARGS, popen_cli, run_args, run_cli
 
+from screenspot_eval.errors import EXIT_BACKEND_FAILURE
+
 pytestmark = pytest.mark.server
 
 
@@ -113,7 +115,7 @@ def test_labelling_a_pre_server_post_is_refused(server, tiny_model_dir, synth_da
     args = run_args(tiny_model_dir, synth_data, tmp_path / "wrong", "--endpoint", server["url"])
     args[args.index("--norm") + 1] = "post"
     proc = run_cli(args)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_BACKEND_FAILURE
     assert "embedder check failed" in proc.stderr
     assert not (tmp_path / "wrong" / "predictions.jsonl").exists()
 
@@ -137,7 +139,7 @@ def test_server_killed_mid_run_then_resume(server, full_run, tiny_model_dir, syn
         time.sleep(0.02)
     stop_server(server["proc"], signal.SIGKILL)
     output, _ = run.communicate(timeout=300)
-    assert run.returncode == 1, output[-3000:]
+    assert run.returncode == EXIT_BACKEND_FAILURE, output[-3000:]
     assert "backend failed" in output and "resume with:" in output
     kept = records(out)
     assert 5 <= len(kept) < 48

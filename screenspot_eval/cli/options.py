@@ -230,6 +230,15 @@ ImageWorkersOpt = Annotated[
     int | None,
     typer.Option("--image-workers", min=1, help="Image decode threads.", rich_help_panel=RUNTIME),
 ]
+VerboseOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--verbose/--no-verbose",
+        "-v",
+        help="Show vLLM's logs on the terminal too (they always go to vllm.log in --out).",
+        rich_help_panel=RUNTIME,
+    ),
+]
 RestartOpt = Annotated[
     bool,
     typer.Option("--restart", help="Discard what the results folder holds and start over."),
@@ -394,6 +403,7 @@ CLIENT = (
     Opt("api_key", ApiKeyOpt, ("runtime.api_key",)),
     Opt("concurrency", ConcurrencyOpt, ("runtime.concurrency",)),
     Opt("image_workers", ImageWorkersOpt, ("runtime.image_workers",)),
+    Opt("verbose", VerboseOpt, ("runtime.verbose",)),
 )
 #: Everything ``run`` takes; ``compare`` and ``sweep`` take the same but the variant/endpoint.
 EVAL = (*CONFIG_FILE, *OUT, *MODEL, *DATA_OPTIONS, *PROMPT_OPTIONS, *ENGINE, *CLIENT)

@@ -5,9 +5,8 @@ Kept apart from the counting so the CLI stays one call and the text stays under 
 
 from __future__ import annotations
 
-import unicodedata
-
 import textwrap
+import unicodedata
 from dataclasses import dataclass
 
 import pandas as pd

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from screenspot_eval.data.errors import (
     DatasetError,
@@ -30,6 +28,7 @@ _LOCAL_COPY_HINT = (
     "`screenspot-eval data check /path/to/ScreenSpot-Pro`, or `--data /path/to/ScreenSpot-Pro` "
     "on the run commands."
 )
+
 
 def load_dataset_source(
     spec: str,

@@ -31,11 +31,11 @@ from screenspot_eval.data.errors import (
 from screenspot_eval.data.paths import (
     ANNOTATIONS_DIR,
     IMAGES_DIR,
+    DatasetSource,
     resolve_image_path,
     trusted_roots,
 )
 from screenspot_eval.data.sample import UI_TYPES, Sample
-from screenspot_eval.data.paths import DatasetSource
 from screenspot_eval.data.source import load_dataset_source
 
 _REQUIRED_STR = ("id", "img_filename", "instruction", "application", "platform")

@@ -18,7 +18,7 @@ from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
 from screenspot_eval.report.pairing import pair_records
 from screenspot_eval.run.config import RunConfig, diff_settings
-from screenspot_eval.run.session import BackendFactory, RunResult, execute_run
+from screenspot_eval.run.session import VLLM_LOG, BackendFactory, RunResult, execute_run
 from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 from screenspot_eval.stats.slices import compare_slices
 from screenspot_eval.store.manifest import Manifest
@@ -192,7 +192,12 @@ def _one_engine(
     from screenspot_eval.backends.vllm.engine import VllmEngine
     from screenspot_eval.backends.vllm.switch import BorrowedEngine, self_check, switch_embedder
 
-    engine = VllmEngine(cfg_a.engine, window=cfg_a.runtime.window)
+    engine = VllmEngine(
+        cfg_a.engine,
+        window=cfg_a.runtime.window,
+        log_file=Path(str(cfg_a.out)).parent / VLLM_LOG,
+        verbose=cfg_a.runtime.verbose,
+    )
     try:
         ok, message = self_check(engine, a, b)
         log(message)

@@ -65,6 +65,7 @@ class RuntimeSettings(BaseModel):
     concurrency: int = Field(default=8, ge=1)  # per endpoint
     request_timeout_s: float = 300.0
     max_retries: int = Field(default=4, ge=0)
+    verbose: bool = False  # vLLM's logs on the terminal too (they always go to vllm.log)
 
 
 class RunConfig(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,7 @@ from screenspot_eval.store.run_dir import RunDir
 
 GEMMA4_DEFAULT_BUDGET = 280
 BackendFactory = Callable[[RunConfig], Backend]
+VLLM_LOG = "vllm.log"  # vLLM's own logs and its processes' output, beside the records
 
 
 class RunRefusedError(UserError, RuntimeError):
@@ -84,7 +86,25 @@ def default_backend(config: RunConfig) -> Backend:
         )
     from screenspot_eval.backends.vllm.engine import VllmEngine
 
-    return VllmEngine(config.engine, window=config.runtime.window)
+    return VllmEngine(
+        config.engine,
+        window=config.runtime.window,
+        log_file=Path(config.out) / VLLM_LOG if config.out else None,
+        verbose=config.runtime.verbose,
+    )
+
+
+def say(quiet: bool, line: str) -> None:
+    """The tool's own progress lines, on stderr beside the progress bar (stdout: results)."""
+    if not quiet:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _backend_note(config: RunConfig, out: Path) -> str:
+    if config.runtime.endpoints:
+        return f"evaluating against {', '.join(config.runtime.endpoints)}"
+    where = "the terminal and " if config.runtime.verbose else ""
+    return f"starting vLLM with {config.engine.model}; its logs go to {where}{out / VLLM_LOG}"
 
 
 def image_budget(engine: EngineSettings) -> int:
@@ -272,11 +292,13 @@ def _run_backend(
     correct = done = 0
     try:
         with sigterm_as_interrupt():
+            say(quiet, f"{config.engine.norm}: {_backend_note(config, run.path)}")
             backend = backend_factory(config)
             report = backend.report
             manifest.engine_report = report.model_dump(mode="json")
             manifest.effective_variant = report.effective_variant
             check_variant(config.engine.norm, report)
+            say(quiet, f"{config.engine.norm}: embedder verified: {report.effective_variant}")
             session.load_s = round(time.perf_counter() - load_start, 3)
             run.write_manifest(manifest)
             spec = PipelineSpec(

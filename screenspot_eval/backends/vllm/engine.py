@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from screenspot_eval.backends.base import (
@@ -17,6 +18,7 @@ from screenspot_eval.backends.base import (
 )
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
+from screenspot_eval.backends.vllm.logs import engine_output
 
 
 def prepare_environment() -> None:
@@ -35,13 +37,24 @@ def prepare_environment() -> None:
 class VllmEngine:
     """One ``vllm.LLM`` for a whole run, with its embedder verified before any sample runs."""
 
-    def __init__(self, settings: EngineSettings, verify: bool = True, window: int | None = None):
+    def __init__(
+        self,
+        settings: EngineSettings,
+        verify: bool = True,
+        window: int | None = None,
+        log_file: Path | None = None,
+        verbose: bool = False,
+    ):
+        """``log_file``: where vLLM's logs and its processes' output go (the terminal stays
+        the tool's); ``verbose`` shows vLLM's logs on the terminal as well."""
         prepare_environment()
-        from vllm import LLM
-
         self.settings = settings
         self.kwargs = llm_kwargs(settings)
-        self.llm: Any = LLM(**self.kwargs)
+        self.log_file = log_file
+        with engine_output(log_file, verbose=verbose):
+            from vllm import LLM
+
+            self.llm: Any = LLM(**self.kwargs)
         self.window = window or 2 * (settings.max_num_seqs or 16)
         self.idle_s = 0.0  # engine idle while waiting for the next input (images)
         try:

@@ -1,0 +1,75 @@
+"""The embedder route obeys the server's API key, like vLLM's own /v1 routes.
+
+Unit level (no engine): a request object as Starlette hands it to the middleware. The real
+server with a key is exercised by the README test (``serve ... --api-key``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from screenspot_eval.backends.vllm import server_route
+
+
+class Engine:
+    async def collective_rpc(self, method: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return [{"model_class": "x"}]
+
+
+def request(*, header: str | None, api_key: Any = None) -> Any:
+    headers = {"authorization": header} if header is not None else {}
+    state = SimpleNamespace(engine_client=Engine(), args=SimpleNamespace(api_key=api_key))
+    return SimpleNamespace(
+        url=SimpleNamespace(path=server_route.ROUTE),
+        method="GET",
+        headers=headers,
+        app=SimpleNamespace(state=state),
+    )
+
+
+def call(req: Any) -> tuple[int, Any]:
+    async def passed_on(_req: Any) -> Any:
+        raise AssertionError("the route must answer itself")
+
+    response = asyncio.run(server_route.embedder_report_route(req, passed_on))
+    return response.status_code, json.loads(response.body)
+
+
+@pytest.fixture(autouse=True)
+def no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+
+
+def test_without_a_key_configured_the_route_is_open() -> None:
+    assert call(request(header=None)) == (200, {"model_class": "x"})
+
+
+@pytest.mark.parametrize("configured", ["s3cret", ["other", "s3cret"]])
+def test_with_a_key_the_route_needs_the_bearer_token(configured: Any) -> None:
+    assert call(request(header=None, api_key=configured))[0] == 401
+    assert call(request(header="Bearer wrong", api_key=configured))[0] == 401
+    assert call(request(header="Basic s3cret", api_key=configured))[0] == 401
+    assert call(request(header="Bearer s3cret", api_key=configured))[0] == 200
+
+
+def test_the_environment_key_counts_when_no_flag_is_given(monkeypatch) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", "from-env")
+    assert call(request(header=None))[0] == 401
+    assert call(request(header="Bearer from-env"))[0] == 200
+
+
+def test_other_paths_pass_through_untouched() -> None:
+    req = request(header=None, api_key="k")
+    req.url.path = "/v1/models"
+
+    async def passed_on(_req: Any) -> str:
+        return "next"
+
+    assert asyncio.run(server_route.embedder_report_route(req, passed_on)) == "next"
