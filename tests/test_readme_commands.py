@@ -34,6 +34,9 @@ COMMANDS = readme_commands("screenspot-eval ")
 #: CPU-sized engine flags appended to every command that starts an engine.
 CPU_ENGINE = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4"]
 CPU_RUN = ["--max-soft-tokens", "70", "--max-tokens", "24", "--limit", "6", "--quiet"]
+#: The engine in the command's own process: the same engine, started in seconds rather than
+#: half a minute (servers keep vLLM's default multiprocess engine).
+FAST_START = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 #: Commands covered elsewhere: shared with the variant tests (three engine starts, once).
 SHARED = {"verify-embedder"}
 
@@ -136,7 +139,7 @@ def readme_run(
                 )
                 done["results"].append((command, args, proc))
                 continue
-            done["results"].append((command, args, run_cli(args, timeout=900)))
+            done["results"].append((command, args, run_cli(args, FAST_START, timeout=900)))
         for args, proc in done["servers"]:
             port = args[args.index("--port") + 1]
             keyed = "--api-key" in args
@@ -211,6 +214,19 @@ def test_the_readme_compare_commands_write_their_reports(readme_run):
             assert (out / name).is_file(), out / name
 
 
+def test_the_readme_repeat_commands_report_the_noise_floor(readme_run):
+    repeated = [args for _, args, _ in readme_run["results"] if "--repeats" in args]
+    assert {args[0] for args in repeated} == {"run", "compare"}
+    for args in repeated:
+        out = Path(args[args.index("--out") + 1])
+        name = "noise_floor.csv" if args[0] == "run" else "repeats.csv"
+        table = (out / name).read_text()
+        assert table.count("\n") > 2, table  # the overall row and per-slice rows
+    [aa] = [a for a in repeated if a[0] == "compare"]
+    report = (Path(aa[aa.index("--out") + 1]) / "comparison.md").read_text()
+    assert "A/A control" in report and "With repeats" in report
+
+
 def test_the_readme_verify_command_is_the_one_the_variant_tests_run(verified_embedder):
     """`verify-embedder` runs once per session (three engines), shared with the variant tests;
     this pins that what runs there is the README's command."""
@@ -230,7 +246,7 @@ def test_make_demo_runs_as_written(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env=cli_env(FAST_START),
         timeout=1200,
         check=False,
     )

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 from screenspot_eval.errors import BackendFailure
 
 Variant = Literal["pre", "post", "native"]
+#: The placements our embedder can switch between in place (``native`` is upstream's class).
+SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 MeasuredPlacement = Literal["pre", "post", "unknown"]
 PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
 PLUGIN_EMBEDDER_CLASS = "SelectableNormEmbedder"

@@ -29,6 +29,7 @@ def compare(
     shared_only: o.SharedOnlyOpt = False,
     bootstrap_seed: o.BootstrapSeedOpt = DEFAULT_SEED,
     resamples: o.ResamplesOpt = DEFAULT_N_RESAMPLES,
+    repeats: o.RepeatsOpt = 1,
     restart: o.RestartOpt = False,
     quiet: o.QuietOpt = False,
     print_config: o.PrintConfigOpt = False,
@@ -42,6 +43,9 @@ def compare(
     Example: screenspot-eval compare --model google/gemma-4-31B-it --a post --b pre --out results/pr40411
 
     Example: screenspot-eval compare results/e4b-post results/e4b-pre --out results/e4b-ab
+
+    With --repeats K each side runs K times and the report sets the A/B discordance beside
+    the A/A noise floor; --a pre --b pre is an A/A control (labelled so).
     """
     from screenspot_eval.run.compare import compare_runs, compare_variants
 
@@ -77,6 +81,7 @@ def compare(
             quiet=quiet,
             resume_command=resume_command(),
             log=typer.echo,
+            repeats=repeats,
             **stats,
         )
     typer.echo(result.terminal)

@@ -239,6 +239,17 @@ VerboseOpt = Annotated[
         rich_help_panel=RUNTIME,
     ),
 ]
+RepeatsOpt = Annotated[
+    int,
+    typer.Option(
+        "--repeats",
+        min=1,
+        help="Run each variant K times (into r1..rK), perturbing only what must not matter "
+        "(order, batch, prefix cache; the sampling seed at temperature > 0), and report the "
+        "within-variant noise floor.",
+        rich_help_panel=RUNTIME,
+    ),
+]
 RestartOpt = Annotated[
     bool,
     typer.Option("--restart", help="Discard what the results folder holds and start over."),

@@ -15,6 +15,7 @@ from screenspot_eval.cli.options import Given, with_options
 @with_options(o.EVAL, o.VARIANT, o.ENDPOINT)
 def run(
     given: Given,
+    repeats: o.RepeatsOpt = 1,
     restart: o.RestartOpt = False,
     quiet: o.QuietOpt = False,
     print_config: o.PrintConfigOpt = False,
@@ -30,18 +31,25 @@ def run(
     """
     from screenspot_eval.report.run_exports import leaderboard_markdown
     from screenspot_eval.run.config import describe_config
-    from screenspot_eval.run.session import evaluate
+    from screenspot_eval.run.repeats import RepeatsResult, evaluate
     from screenspot_eval.store.records import records_frame
 
     config = given.resolve()
     if print_config:
         print_json(describe_config(config))
         return
-    result = evaluate(config, restart=restart, quiet=quiet, resume_command=resume_command())
-    frame = records_frame(result.records)
-    if len(frame):
-        typer.echo(leaderboard_markdown(frame))
-    for name, path in result.exports.items():
+    result = evaluate(
+        config, repeats=repeats, restart=restart, quiet=quiet, resume_command=resume_command()
+    )
+    if isinstance(result, RepeatsResult):
+        typer.echo(result.headline)
+        files = result.files
+    else:
+        frame = records_frame(result.records)
+        if len(frame):
+            typer.echo(leaderboard_markdown(frame))
+        files = result.exports
+    for name, path in files.items():
         typer.echo(f"{name}: {path}")
 
 

@@ -13,12 +13,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from screenspot_eval.backends.variant import Variant
+from screenspot_eval.backends.variant import SWITCHABLE, Variant
 from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
 from screenspot_eval.report.pairing import pair_records
+from screenspot_eval.report.repeats import (
+    compare_with_repeats,
+    load_repeat_frames,
+    repeats_markdown,
+    write_repeats_comparison,
+)
 from screenspot_eval.run.config import RunConfig, diff_settings
-from screenspot_eval.run.session import VLLM_LOG, BackendFactory, RunResult, execute_run
+from screenspot_eval.run.repeats import (
+    Pass,
+    borrowing,
+    repeat_dirs,
+    run_passes,
+    run_side,
+    shared_engine,
+    side_passes,
+)
+from screenspot_eval.run.session import RunResult
 from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 from screenspot_eval.stats.slices import compare_slices
 from screenspot_eval.store.manifest import Manifest
@@ -66,6 +81,8 @@ def settings_differences(a: Manifest, b: Manifest) -> list[str]:
     def comparable(m: Manifest) -> dict[str, Any]:
         settings = json.loads(json.dumps(m.outcome_settings))
         settings.get("engine", {}).pop("norm", None)
+        if m.repeat is not None:  # a repeat's sampling seed is set by its plan (recorded)
+            settings.get("sampling", {}).pop("seed", None)
         return {
             "settings": settings,
             "prompt_hash": m.prompt_hash,
@@ -87,9 +104,15 @@ def compare_runs(
     n_resamples: int = DEFAULT_N_RESAMPLES,
     notes: list[str] | None = None,
 ) -> ComparisonResult:
-    """Pair two finished runs by sample id and write every comparison output into ``out``."""
-    manifest_a, frame_a = _load(run_a)
-    manifest_b, frame_b = _load(run_b)
+    """Pair two finished runs by sample id and write every comparison output into ``out``.
+
+    A side that holds repeats (``r1..rK``) adds the comparison over all repeats (sign-flip
+    test, interval over screenshots with all repeats, the A/A noise floor beside the A/B
+    discordance: ``repeats.csv`` and a section of ``comparison.md``); the per-sample outputs
+    (2x2 table, flips, per-slice McNemar) are those of the first repeats."""
+    dirs_a, dirs_b = repeat_dirs(run_a), repeat_dirs(run_b)
+    manifest_a, frame_a = _load(dirs_a[0])
+    manifest_b, frame_b = _load(dirs_b[0])
     notes = list(notes or [])
     differences = settings_differences(manifest_a, manifest_b)
     if differences and not allow_mismatch:
@@ -114,6 +137,22 @@ def compare_runs(
         f"A = {run_a} (variant {var_a}), B = {run_b} (variant {var_b}); "
         f"structured decoding {'on' if manifest_a.structured_decoding else 'off'}"
     )
+    control = manifest_a.requested_variant == manifest_b.requested_variant
+    headline = comparison.headline(label_a, label_b)
+    repeated = None
+    if len(dirs_a) > 1 or len(dirs_b) > 1:
+        repeated = compare_with_repeats(
+            load_repeat_frames(dirs_a),
+            load_repeat_frames(dirs_b),
+            seed=seed,
+            n_resamples=n_resamples,
+        )
+        headline = repeated[0].headline(label_a, label_b)
+        notes.append(f"{len(dirs_a)} repeat(s) of A, {len(dirs_b)} of B: {headline}")
+        notes.append(repeated[0].noise_line())
+        notes.append("the 2x2 table, flips and per-slice tables are those of the first repeats")
+    if control:
+        headline = f"A/A control ({manifest_a.requested_variant} twice): {headline}"
     out.mkdir(parents=True, exist_ok=True)
     files = write_comparison(
         out,
@@ -124,13 +163,17 @@ def compare_runs(
         dataset_root=Path(root) if root else None,
         notes=notes,
     )
-    return ComparisonResult(
-        out=out,
-        headline=comparison.headline(label_a, label_b),
-        terminal=render_terminal(comparison, label_a=label_a, label_b=label_b),
-        files=files,
-        notes=notes,
-    )
+    terminal = render_terminal(comparison, label_a=label_a, label_b=label_b)
+    if repeated is not None:
+        overall, table = repeated
+        files["repeats.csv"] = write_repeats_comparison(out, table)
+        section = repeats_markdown(overall, table, headline)
+        md = files.get("comparison.md", out / "comparison.md")
+        md.write_text(md.read_text(encoding="utf-8") + "\n" + section, encoding="utf-8")
+        terminal = f"{terminal}\n\n{headline}\n{overall.noise_line()}"
+    elif control:
+        terminal = f"{headline}\n{terminal}"
+    return ComparisonResult(out=out, headline=headline, terminal=terminal, files=files, notes=notes)
 
 
 def side_config(config: RunConfig, variant: Variant, out: Path, endpoint: str | None) -> RunConfig:
@@ -160,58 +203,72 @@ def run_ab(
     quiet: bool = False,
     resume_command: str | None = None,
     log: Any = print,
-) -> tuple[RunResult, RunResult, list[str]]:
-    """Run A then B with identical settings; returns both results and notes for the report."""
-    cfg_a = side_config(config, a, out / f"a-{a}", endpoint_a)
-    cfg_b = side_config(config, b, out / f"b-{b}", endpoint_b)
+    repeats: int = 1,
+) -> tuple[list[RunResult], list[RunResult], list[str]]:
+    """Run A then B (each ``repeats`` times) with identical settings; returns both sides' runs
+    and notes for the report. ``a == b`` is an A/A control: at temperature > 0 side B draws
+    its own sampling seeds, so the control shows sampling noise rather than one draw twice."""
+    control = a == b
+    dir_a, dir_b = out / f"a-{a}", out / f"b-{b}"
+    passes_a = side_passes(side_config(config, a, dir_a, endpoint_a), dir_a, repeats)
+    offset = repeats if control else 0
+    passes_b = side_passes(
+        side_config(config, b, dir_b, endpoint_b), dir_b, repeats, seed_offset=offset
+    )
     kwargs: dict[str, Any] = {"restart": restart, "quiet": quiet, "resume_command": resume_command}
-    notes: list[str] = []
-    in_process = not cfg_a.runtime.endpoints and not cfg_b.runtime.endpoints
-    switchable = {a, b} <= {"pre", "post"} and a != b
-    if engines == "one" and not (in_process and switchable):
-        raise UserError("--engines one needs the in-process engine and the variants pre and post")
-    if in_process and switchable and engines != "two":
-        shared = _one_engine(cfg_a, cfg_b, a, b, kwargs, log)
+    notes: list[str] = [f"A/A control: variant {a} on both sides"] if control else []
+    in_process = not endpoint_a and not endpoint_b and not config.runtime.endpoints
+    one_possible = in_process and (control or ({a, b} <= SWITCHABLE))
+    if engines == "one" and not one_possible:
+        raise UserError(
+            "--engines one needs the in-process engine and the variants pre and post "
+            "(or the same variant twice, an A/A control)"
+        )
+    if one_possible and engines != "two":
+        shared = _one_engine(passes_a, passes_b, a, b, kwargs, log, out)
         if shared is not None:
-            notes.append(shared[2])
-            return shared[0], shared[1], notes
+            return shared[0], shared[1], [*notes, shared[2]]
         if engines == "one":
             raise OneEngineUnavailableError(
                 "the one-engine self-check failed (see above); use --engines two or auto"
             )
         notes.append("one-engine self-check failed: ran two engines instead")
-    result_a = execute_run(cfg_a, Path(str(cfg_a.out)), **kwargs)
-    result_b = execute_run(cfg_b, Path(str(cfg_b.out)), **kwargs)
-    notes.append("two engines: the model was loaded once per variant")
-    return result_a, result_b, notes
+    results_a = run_side(passes_a, out, **kwargs)
+    results_b = run_side(passes_b, out, **kwargs)
+    if in_process:
+        notes.append("two engines: the model was loaded once per variant")
+    return results_a, results_b, notes
 
 
 def _one_engine(
-    cfg_a: RunConfig, cfg_b: RunConfig, a: Variant, b: Variant, kwargs: dict[str, Any], log: Any
-) -> tuple[RunResult, RunResult, str] | None:
-    from screenspot_eval.backends.vllm.engine import VllmEngine
-    from screenspot_eval.backends.vllm.switch import BorrowedEngine, self_check, switch_embedder
+    passes_a: list[Pass],
+    passes_b: list[Pass],
+    a: Variant,
+    b: Variant,
+    kwargs: dict[str, Any],
+    log: Any,
+    out: Path,
+) -> tuple[list[RunResult], list[RunResult], str] | None:
+    from screenspot_eval.backends.vllm.switch import self_check, switch_embedder
 
-    engine = VllmEngine(
-        cfg_a.engine,
-        window=cfg_a.runtime.window,
-        log_file=Path(str(cfg_a.out)).parent / VLLM_LOG,
-        verbose=cfg_a.runtime.verbose,
-    )
-    try:
-        ok, message = self_check(engine, a, b)
-        log(message)
-        if not ok:
-            return None
-        factory: BackendFactory = lambda _config: BorrowedEngine(engine)  # noqa: E731
-        result_a = execute_run(cfg_a, Path(str(cfg_a.out)), backend_factory=factory, **kwargs)
-        switch_embedder(engine, b)
-        result_b = execute_run(cfg_b, Path(str(cfg_b.out)), backend_factory=factory, **kwargs)
-    finally:
-        engine.close()
+    with shared_engine(passes_a[0].config, out) as engine:
+        if a == b:
+            message = "one engine for both sides (no switch needed)"
+        else:
+            ok, message = self_check(engine, a, b)
+            log(message)
+            if not ok:
+                return None
+        factory = borrowing(engine)
+        results_a = run_passes(passes_a, backend_factory=factory, **kwargs)
+        if a != b:
+            switch_embedder(engine, b)
+        results_b = run_passes(passes_b, backend_factory=factory, **kwargs)
+    if a == b:
+        return results_a, results_b, f"one engine: model loaded once; {message}"
     return (
-        result_a,
-        result_b,
+        results_a,
+        results_b,
         f"one engine: model loaded once, embedder switched in place; {message}",
     )
 
@@ -230,8 +287,10 @@ def compare_variants(
     log: Any = print,
     seed: int = DEFAULT_SEED,
     n_resamples: int = DEFAULT_N_RESAMPLES,
+    repeats: int = 1,
 ) -> ComparisonResult:
-    """``screenspot-eval compare --a A --b B``: run both sides into ``config.out``, compare."""
+    """``screenspot-eval compare --a A --b B [--repeats K]``: run both sides (K times each)
+    into ``config.out``, compare."""
     for name, variant in (("--a", a), ("--b", b)):
         if variant not in VARIANTS:
             raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
@@ -239,6 +298,8 @@ def compare_variants(
         raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {engines!r}")
     if config.out is None:
         raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    if repeats < 1:
+        raise UserError(f"--repeats must be at least 1, not {repeats}")
     out = Path(config.out)
     _, _, notes = run_ab(
         config,
@@ -252,6 +313,7 @@ def compare_variants(
         quiet=quiet,
         resume_command=resume_command,
         log=log,
+        repeats=repeats,
     )
     return compare_runs(
         out / f"a-{a}", out / f"b-{b}", out, notes=notes, seed=seed, n_resamples=n_resamples

@@ -60,6 +60,8 @@ class RuntimeSettings(BaseModel):
     image_workers: int = Field(default=2, ge=1)
     prefetch: int = Field(default=8, ge=1)
     window: int | None = Field(default=None, ge=1)  # requests in the engine at once
+    order_seed: int | None = None  # shuffle the sample order with this seed (None: data order)
+    reset_prefix_cache: bool = False  # empty a shared engine's prefix cache before the pass
     endpoints: tuple[str, ...] = ()
     api_key: str | None = Field(default=None, exclude=True)  # never written to disk
     concurrency: int = Field(default=8, ge=1)  # per endpoint

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import signal
 import sys
 import threading
@@ -192,8 +193,11 @@ def execute_run(
     quiet: bool = False,
     resume_command: str | None = None,
     backend_factory: BackendFactory = default_backend,
+    repeat: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Evaluate the configured samples into ``out``, resuming what is already there."""
+    """Evaluate the configured samples into ``out``, resuming what is already there.
+
+    ``repeat``: for one pass of ``--repeats``, what it is and what it perturbed (recorded)."""
     template = load_template(config.prompt.template)
     convention = config.prompt.convention or template.convention
     data = open_dataset(
@@ -217,6 +221,8 @@ def execute_run(
         records, repair = run.read_records(repair=True)
         done = {r.id for r in records}
         todo = [s for s in selected if s.id not in done]
+        if config.runtime.order_seed is not None:  # a repeat: the order must not matter
+            random.Random(config.runtime.order_seed).shuffle(todo)
         settings: dict[str, Any] = {
             "manifest_version": MANIFEST_VERSION,
             "status": "running",
@@ -235,6 +241,7 @@ def execute_run(
             "resume_command": resume_command,
             "counts": _counts(selected, records),
             "error": None,
+            "repeat": repeat,
         }
         if old is None:
             manifest = Manifest(started_at=utc_now(), **settings)

@@ -150,6 +150,8 @@ class Manifest(BaseModel):
     counts: Counts
     sessions: list[Session] = Field(default_factory=list)
     error: str | None = _until_known()
+    repeat: dict[str, Any] | None = _until_known()
+    """One pass of ``--repeats``: its index and what it perturbed (order, batch, caches, seed)."""
 
     @field_validator("manifest_version")
     @classmethod

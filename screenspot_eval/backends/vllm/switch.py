@@ -13,12 +13,11 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 
 from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
-from screenspot_eval.backends.variant import EmbedderReport, Variant, check_variant
+from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
 from screenspot_eval.backends.vllm.probe import set_embedder_placement
 from screenspot_eval.backends.vllm.verify import probe_image
 
-SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 PROBE_TEXT = "Click the blue button."
 MIN_PROBE_DIFFERENCE = 1e-4
 
@@ -70,10 +69,20 @@ def _max_difference(x: dict[int, float], y: dict[int, float]) -> float:
 
 
 class BorrowedEngine:
-    """A backend view of a shared engine: ``close`` leaves the engine running for the next run."""
+    """A backend view of a shared engine: ``close`` leaves the engine running for the next run.
 
-    def __init__(self, engine: VllmEngine):
+    One pass may bound the requests in flight (``window``: the running batch can never exceed
+    it, so a repeat varies the batch composition without reloading the model) and start from an
+    empty prefix cache (``reset_prefix_cache``); both last for this pass only.
+    """
+
+    def __init__(
+        self, engine: VllmEngine, *, window: int | None = None, reset_prefix_cache: bool = False
+    ):
         self.engine = engine
+        self.window = window
+        if reset_prefix_cache:
+            engine.llm.reset_prefix_cache()
 
     @property
     def report(self) -> EmbedderReport:
@@ -86,7 +95,12 @@ class BorrowedEngine:
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
-        return self.engine.generate(requests, sampling)
+        own = self.engine.window
+        self.engine.window = self.window or own
+        try:
+            yield from self.engine.generate(requests, sampling)
+        finally:
+            self.engine.window = own
 
     def close(self) -> None:
         """The owner closes the engine."""
