@@ -39,6 +39,9 @@ class GroundingRequest:
     image: Any  # PIL.Image.Image (RGB), read-only
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     structured_regex: str | None = None
+    image_budget: int | None = None
+    """Soft tokens this request's image gets; a backend whose engine was started with another
+    budget applies it per request (one engine for a whole budget sweep)."""
 
 
 @dataclass(frozen=True)

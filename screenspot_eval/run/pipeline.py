@@ -38,6 +38,7 @@ def make_request(sample: Sample, image: object, spec: PipelineSpec) -> Grounding
         image=image,
         chat_template_kwargs=dict(spec.template.chat_template_kwargs),
         structured_regex=spec.template.structured_regex,
+        image_budget=spec.image_budget,
     )
 
 

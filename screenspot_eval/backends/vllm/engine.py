@@ -118,6 +118,7 @@ class VllmEngine:
                         sampling_params(request, sampling, self.settings.seed),
                         use_tqdm=False,
                         chat_template_kwargs=request.chat_template_kwargs,
+                        mm_processor_kwargs=self.budget_override(request),
                     )
                 except Exception as exc:  # the processor rejected this one input
                     if not _engine_alive(engine):
@@ -150,6 +151,14 @@ class VllmEngine:
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(answer.token_ids),
                 )
+
+    def budget_override(self, request: GroundingRequest) -> dict[str, Any] | None:
+        """The request's image budget where it differs from the one the engine was started
+        with (vLLM applies processor kwargs per request, and hashes them with the image)."""
+        started = self.settings.max_soft_tokens
+        if request.image_budget is None or started is None or request.image_budget == started:
+            return None
+        return {"max_soft_tokens": request.image_budget}
 
     def reset_caches(self) -> None:
         """Drop every cache that holds results of the previous embedder: the processor's
