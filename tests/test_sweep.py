@@ -16,6 +16,7 @@ from screenspot_eval.data.synth import synthesize_release
 from screenspot_eval.data.validate import load_release
 from screenspot_eval.errors import EXIT_USER_ERROR
 from screenspot_eval.report.sweep import write_sweep
+from screenspot_eval.run.compare import compare_runs
 from screenspot_eval.run.config import resolve_config
 from screenspot_eval.run.repeats import run_passes, side_passes
 from screenspot_eval.run.sweep import cell_config, cell_dir
@@ -98,3 +99,11 @@ def test_the_sweep_report_has_every_output_and_the_right_numbers(cells):
     md = (out / "sweep.md").read_text()
     assert "interaction" in md.lower() and "note x" in md
     assert "pre vs post by budget" in headline and "interaction" in headline
+
+
+def test_a_comparison_beside_the_sweep_links_it_from_its_html_report(cells):
+    out, dirs = cells
+    write_sweep(out, (70, 1120), ("post", "pre"), dirs, seed=1, n_resamples=100, notes=[])
+    compare_runs(out / "1120" / "post", out / "1120" / "pre", out / "ab", seed=1, n_resamples=100)
+    page = (out / "ab" / "report.html").read_text()
+    assert 'id="related"' in page and 'href="../sweep.md"' in page

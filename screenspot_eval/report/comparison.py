@@ -7,6 +7,7 @@ other by construction. The Markdown and terminal views are for reading; ``compar
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,28 @@ def comparison_markdown(
     return "\n".join(lines)
 
 
+#: Results of other commands that a comparison's report links when they sit beside it.
+RELATED = (("budget sweep", "sweep.md"), ("parity with the HF reference", "parity.md"))
+
+
+def related_results(out_dir: Path) -> list[tuple[str, str]]:
+    """``(title, relative link)`` for each sweep / parity summary in ``out_dir``, its subfolders,
+    its parent or its sibling folders (e.g. ``results/e4b/{ab,sweep,parity}``)."""
+    found = []
+    places = (
+        [out_dir, *sorted(p for p in out_dir.iterdir() if p.is_dir())] if out_dir.is_dir() else []
+    )
+    if out_dir.parent != out_dir:
+        siblings = sorted(p for p in out_dir.parent.iterdir() if p.is_dir() and p != out_dir)
+        places += [out_dir.parent, *siblings]
+    for title, name in RELATED:
+        for place in places:
+            if (place / name).is_file():
+                link = os.path.relpath(place / name, out_dir)
+                found.append((f"{title} ({Path(link).parent or '.'})", Path(link).as_posix()))
+    return found
+
+
 def write_comparison(
     out_dir: Path,
     paired: PairedRecords,
@@ -156,6 +179,7 @@ def write_comparison(
         label_a=label_a,
         label_b=label_b,
         notes=notes,
+        related=related_results(out_dir),
         chart_png=chart,
         shown_flips=shown,
         shots=annotate_all(rows, dataset_root),

@@ -150,8 +150,12 @@ def render_html(
     shown_flips: pd.DataFrame,
     shots: Sequence[Shot],
     n_flips: int,
+    related: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The whole report as one HTML string; ``shots`` align with the rows of ``shown_flips``."""
+    """The whole report as one HTML string; ``shots`` align with the rows of ``shown_flips``.
+
+    ``related``: (title, relative link) of results that sit beside this comparison (a budget
+    sweep's ``sweep.md``, a parity check's ``parity.md``), linked in their own section."""
     headline = comparison.headline(label_a, label_b)
     chart = base64.b64encode(chart_png).decode("ascii")
     parts = [
@@ -189,6 +193,9 @@ def render_html(
     if paired.differing:
         parts.append("<h2>Sample fields that differ between the runs (A's values shown)</h2>")
         parts += [_ids(name, ids) for name, ids in paired.differing.items()]
+    if related:
+        links = "".join(f'<li><a href="{_e(href)}">{_e(title)}</a></li>' for title, href in related)
+        parts += ['<section id="related"><h2>Related results</h2>', f"<ul>{links}</ul></section>"]
     parts += ["<h2>Statistics settings</h2>", facts_html(fmt.settings_items(comparison))]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
