@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from screenspot_eval.backends.variant import (
@@ -110,3 +111,14 @@ def fake_manifest(**overrides: Any) -> Manifest:
         ],
     }
     return Manifest(**{**fields, **overrides})
+
+
+def box_answer(sample: Any, *, correct: bool) -> str:
+    """A ``yx-1000`` point box on the target's centre, or near the far side of the screen."""
+    x1, y1, x2, y2 = sample.bbox
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    if not correct:
+        cx = 0.005 * sample.width if cx > sample.width / 2 else 0.995 * sample.width
+    y = round(cy / sample.height * 1000)
+    x = round(cx / sample.width * 1000)
+    return json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from fakes import fake_report
 from PIL import Image
 from typer.testing import CliRunner
 
-from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
+from screenspot_eval.backends.base import GroundingRequest
+from screenspot_eval.backends.scripted import ScriptedBackend
 from screenspot_eval.backends.variant import (
     EmbedderReport,
 )
@@ -112,40 +113,23 @@ def embedder_report(variant: str) -> EmbedderReport:
     return fake_report(variant, vllm_version="0.0.test")
 
 
-class FakeBackend:
+class FakeBackend(ScriptedBackend):
     """Answers in the default template's ``box_2d`` format: right for ``right`` ids, else wrong."""
 
     def __init__(self, samples: Iterable[Sample], *, variant: str = "pre", right: bool = True):
         self.samples = {s.id: s for s in samples}
-        self._report = embedder_report(variant)
         self.right = right
-        self.prompts: dict[str, str] = {}
+        super().__init__(self._answer, report=embedder_report(variant), check=self._same_size)
 
-    @property
-    def report(self) -> EmbedderReport:
-        return self._report
+    def _same_size(self, request: GroundingRequest) -> None:
+        assert request.image.size == self.samples[request.sample_id].img_size
 
-    def generate(
-        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
-    ) -> Iterator[Completion]:
-        for request in requests:
-            sample = self.samples[request.sample_id]
-            assert request.image.size == sample.img_size
-            texts = [
-                item["text"]
-                for message in request.messages
-                for item in message["content"]
-                if item.get("type") == "text"
-            ]
-            self.prompts[request.sample_id] = "\n".join(texts)
-            x1, y1, x2, y2 = sample.bbox
-            cx, cy = ((x1 + x2) / 2, (y1 + y2) / 2) if self.right else (sample.width - 1, 1)
-            y, x = round(cy / sample.height * 1000), round(cx / sample.width * 1000)
-            text = json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])
-            yield Completion(request.sample_id, text, latency_s=0.01)
-
-    def close(self) -> None:
-        pass
+    def _answer(self, request: GroundingRequest) -> str:
+        sample = self.samples[request.sample_id]
+        x1, y1, x2, y2 = sample.bbox
+        cx, cy = ((x1 + x2) / 2, (y1 + y2) / 2) if self.right else (sample.width - 1, 1)
+        y, x = round(cy / sample.height * 1000), round(cx / sample.width * 1000)
+        return json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])
 
 
 class Factory:

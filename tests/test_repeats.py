@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakes import box_answer
 
 from screenspot_eval.backends.base import GroundingRequest
 from screenspot_eval.backends.scripted import ScriptedBackend
@@ -21,13 +22,6 @@ from screenspot_eval.run.config import RunConfig, resolve_config
 from screenspot_eval.run.repeats import plan_repeats, repeat_dirs, run_passes, side_passes
 
 N = 16
-
-
-def box(sample, correct: bool) -> str:
-    x1, y1, x2, y2 = sample.bbox
-    cx, cy = ((x1 + x2) / 2, (y1 + y2) / 2) if correct else (sample.width - 2, 2)
-    y, x = round(cy / sample.height * 1000), round(cx / sample.width * 1000)
-    return json.dumps([{"box_2d": [y, x, y, x], "label": "t"}])
 
 
 @pytest.fixture
@@ -62,7 +56,7 @@ def seeded_model(data: Path, flaky: set[str]):
             right = order.index(sid) % 2 == 0
             if sid in flaky:
                 right = seed % 2 == 0
-            return box(samples[sid], right)
+            return box_answer(samples[sid], correct=right)
 
         return ScriptedBackend(answer)
 
@@ -134,7 +128,7 @@ def test_a_true_difference_shows_against_the_noise_floor(data, tmp_path):
     samples = {s.id: s for s in load_release(data).samples}
 
     def always_right(cfg: RunConfig) -> ScriptedBackend:
-        return ScriptedBackend(lambda r: box(samples[r.sample_id], True))
+        return ScriptedBackend(lambda r: box_answer(samples[r.sample_id], correct=True))
 
     cfg = config(data, **{"engine.norm": "native"})
     run_passes(side_passes(cfg, tmp_path / "b", 2), backend_factory=always_right, quiet=True)

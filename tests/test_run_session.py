@@ -10,20 +10,19 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import PLUGIN_MODEL, UPSTREAM_EMBEDDER, UPSTREAM_MODEL, fake_report
+from fakes import PLUGIN_MODEL, UPSTREAM_EMBEDDER, UPSTREAM_MODEL, box_answer, fake_report
 from PIL import Image
 
 from screenspot_eval.backends.base import (
     BackendError,
-    Completion,
     GroundingRequest,
-    SamplingSettings,
 )
+from screenspot_eval.backends.scripted import ScriptedBackend
 from screenspot_eval.backends.variant import (
     EmbedderReport,
     VariantMismatchError,
@@ -57,18 +56,7 @@ def embedder_report(variant: str) -> EmbedderReport:
     return fake_report(variant, vllm_version="0.0.test")
 
 
-def box_answer(sample: Sample, *, correct: bool) -> str:
-    """A ``yx-1000`` box around the target's centre, or at the far side of the screen."""
-    x1, y1, x2, y2 = sample.bbox
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    if not correct:
-        cx = 0.005 * sample.width if cx > sample.width / 2 else 0.995 * sample.width
-    y = round(cy / sample.height * 1000)
-    x = round(cx / sample.width * 1000)
-    return json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])
-
-
-class FakeBackend:
+class FakeBackend(ScriptedBackend):
     """Answers every request from the known samples; can fail per sample or die midway."""
 
     def __init__(
@@ -82,38 +70,25 @@ class FakeBackend:
         all_correct: bool = False,
     ):
         self.samples = samples
-        self._report = embedder_report(variant)
-        self.die_after = die_after
-        self.die_with = die_with
-        self.error_ids = set(error_ids)
         self.all_correct = all_correct
-        self.requested: list[str] = []
-        self.closed = False
-
-    @property
-    def report(self) -> EmbedderReport:
-        return self._report
+        super().__init__(
+            lambda request: box_answer(
+                samples[request.sample_id], correct=self.correct(request.sample_id)
+            ),
+            report=embedder_report(variant),
+            die_after=die_after,
+            die_with=die_with,
+            fail_ids=error_ids,
+            fail_error="HTTP 500 (test)",
+            check=lambda request: _same_size(request, samples),
+        )
 
     def correct(self, sample_id: str) -> bool:
         return self.all_correct or sorted(self.samples).index(sample_id) % 2 == 0
 
-    def generate(
-        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
-    ) -> Iterator[Completion]:
-        for done, request in enumerate(requests):
-            if self.die_after is not None and done >= self.die_after:
-                raise self.die_with("engine died (test)")
-            assert request.image.size == self.samples[request.sample_id].img_size
-            self.requested.append(request.sample_id)
-            if request.sample_id in self.error_ids:
-                yield Completion(request.sample_id, None, error="HTTP 500 (test)", attempts=3)
-                continue
-            sample = self.samples[request.sample_id]
-            text = box_answer(sample, correct=self.correct(request.sample_id))
-            yield Completion(request.sample_id, text, latency_s=0.01, completion_tokens=9)
 
-    def close(self) -> None:
-        self.closed = True
+def _same_size(request: GroundingRequest, samples: dict[str, Sample]) -> None:
+    assert request.image.size == samples[request.sample_id].img_size
 
 
 class Factory:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from fakes import fake_report
+from fakes import box_answer, fake_report
 from typer.testing import CliRunner
 
 from screenspot_eval.backends.scripted import ScriptedBackend
@@ -42,13 +41,6 @@ def test_an_unknown_variant_is_refused(tmp_path):
     assert "sideways" in result.stderr
 
 
-def box(sample, right: bool) -> str:
-    x1, y1, x2, y2 = sample.bbox
-    cx, cy = ((x1 + x2) / 2, (y1 + y2) / 2) if right else (sample.width - 2, 2)
-    y, x = round(cy / sample.height * 1000), round(cx / sample.width * 1000)
-    return json.dumps([{"box_2d": [y, x, y, x], "label": "t"}])
-
-
 @pytest.fixture
 def cells(tmp_path: Path) -> tuple[Path, dict]:
     """Scripted cells: A right on a share of samples growing with the budget, B on more."""
@@ -69,7 +61,9 @@ def cells(tmp_path: Path) -> tuple[Path, dict]:
 
         def factory(cfg, cutoff=cutoff, variant=variant):
             return ScriptedBackend(
-                lambda r: box(samples[r.sample_id], order.index(r.sample_id) < cutoff),
+                lambda r: box_answer(
+                    samples[r.sample_id], correct=order.index(r.sample_id) < cutoff
+                ),
                 report=fake_report(variant),
             )
 

@@ -48,6 +48,7 @@ class ScriptedBackend:
         die_after: int | None = None,
         die_with: type[BaseException] = BackendError,
         fail_ids: Iterable[str] = (),
+        fail_error: str = "HTTP 500 (scripted)",
         check: Callable[[GroundingRequest], Any] | None = None,
     ):
         self.answer = answer
@@ -55,6 +56,7 @@ class ScriptedBackend:
         self.die_after = die_after
         self.die_with = die_with
         self.fail_ids = set(fail_ids)
+        self.fail_error = fail_error
         self.check = check
         self.requested: list[str] = []
         self.prompts: dict[str, str] = {}
@@ -69,13 +71,13 @@ class ScriptedBackend:
     ) -> Iterator[Completion]:
         for done, request in enumerate(requests):
             if self.die_after is not None and done >= self.die_after:
-                raise self.die_with("backend died (scripted)")
+                raise self.die_with(f"engine died after {done} requests (scripted)")
             if self.check is not None:
                 self.check(request)
             self.requested.append(request.sample_id)
             self.prompts[request.sample_id] = prompt_text(request)
             if request.sample_id in self.fail_ids:
-                yield Completion(request.sample_id, None, error="HTTP 500 (scripted)", attempts=3)
+                yield Completion(request.sample_id, None, error=self.fail_error, attempts=3)
                 continue
             text = self.answer(request)
             yield Completion(request.sample_id, text, latency_s=0.01, completion_tokens=9)
