@@ -87,6 +87,8 @@ class Machine:
         if not evaluates:  # e.g. `compare RUN_A RUN_B`, `report`, `data check`
             return []
         flags = ["--data", str(self.data), *CPU_RUN]
+        if "--out" not in args:  # a config's own results folder: here, a temporary one
+            flags += ["--out", str(self.work / "results" / f"from-config-{len(args)}")]
         if not any(a.startswith("--endpoint") for a in args):  # in-process: an engine here
             flags += CPU_ENGINE
             if "--model" not in args:
@@ -123,6 +125,7 @@ def readme_run(
     idle engine competes with the next tests for the cores."""
     machine = Machine(tiny_model_dir, synth_data, tmp_path_factory.mktemp("readme"))
     done: dict[str, Any] = {"machine": machine, "results": [], "servers": [], "probes": []}
+    done["repo_results_before"] = sorted(p.name for p in (ROOT / "results").iterdir())
     try:
         for command in COMMANDS:
             args = machine.rewrite(command)
@@ -156,12 +159,17 @@ def readme_run(
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=60)
+    done["repo_results_after"] = sorted(p.name for p in (ROOT / "results").iterdir())
     yield done
 
 
 def test_the_readme_commands_cover_every_command_they_document(readme_run):
     names = {args[0] for _, args, _ in readme_run["results"]}
     assert {"run", "compare", "serve", "verify-embedder", "report", "data"} <= names
+
+
+def test_the_rewritten_commands_write_nothing_into_the_repository(readme_run):
+    assert readme_run["repo_results_after"] == readme_run["repo_results_before"]
 
 
 def test_every_readme_command_exits_zero(readme_run):
