@@ -70,7 +70,7 @@ def test_soft_tokens_grow_with_the_budget_and_match_the_processor(swept, synth_d
         for record in records(out / str(budget) / "pre").values():
             w, h = record["img_size"]
             sent_w, sent_h = gemma4_sent_size(w, h, budget)
-            assert record["image_tokens"] == (sent_w // 48) * (sent_h // 48), (budget, record)
+            assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), (budget, record)
 
 
 def test_a_rerun_resumes_without_a_model_load_or_a_recomputed_cell(swept):

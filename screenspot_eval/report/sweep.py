@@ -66,7 +66,7 @@ def cell_row(budget: int, variant: str, frames: list[pd.DataFrame], items: pd.Da
         "ci_high": round(100 * acc.high, 3),
         "wrong_format": round(100 * float((outcomes == "wrong_format").mean()), 3),
         "failed": round(100 * float((outcomes == "failed").mean()), 3),
-        "soft_tokens_per_image": _mean(everything, "image_tokens"),
+        "soft_tokens_per_image": _mean(everything, "image_soft_tokens"),
         "prompt_tokens": _mean(everything, "prompt_tokens"),
         "eval_s": eval_s,
         "samples_per_s": per_s,
