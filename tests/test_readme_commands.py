@@ -37,6 +37,8 @@ CPU_RUN = ["--max-soft-tokens", "70", "--max-tokens", "24", "--limit", "6", "--q
 #: The engine in the command's own process: the same engine, started in seconds rather than
 #: half a minute (servers keep vLLM's default multiprocess engine).
 FAST_START = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+#: Commands that evaluate samples in an engine: they get the small data and CPU flags.
+EVALUATING = ("run", "compare", "sweep")
 #: Commands covered elsewhere: shared with the variant tests (three engine starts, once).
 SHARED = {"verify-embedder"}
 
@@ -83,7 +85,7 @@ class Machine:
         name = args[0]
         if name == "serve":
             return list(CPU_ENGINE)
-        evaluates = name in ("run", "compare") and args[1:2] != [] and args[1].startswith("-")
+        evaluates = name in EVALUATING and args[1:2] != [] and args[1].startswith("-")
         if not evaluates:  # e.g. `compare RUN_A RUN_B`, `report`, `data check`
             return []
         flags = ["--data", str(self.data), *CPU_RUN]
@@ -165,7 +167,7 @@ def readme_run(
 
 def test_the_readme_commands_cover_every_command_they_document(readme_run):
     names = {args[0] for _, args, _ in readme_run["results"]}
-    assert {"run", "compare", "serve", "verify-embedder", "report", "data"} <= names
+    assert {"run", "compare", "sweep", "serve", "verify-embedder", "report", "data"} <= names
 
 
 def test_the_rewritten_commands_write_nothing_into_the_repository(readme_run):
