@@ -25,7 +25,7 @@ def test_version_and_help():
 def test_verify_embedder_passes_exact_engine_settings(monkeypatch):
     seen: dict = {}
 
-    def fake_verify(base: EngineSettings, variants, on_result=None):
+    def fake_verify(base: EngineSettings, variants, on_result=None, **logging):
         seen["base"], seen["variants"] = base, list(variants)
         return []
 

@@ -39,6 +39,11 @@ def verify_embedder(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the engine reports to this JSON file.")
     ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="Write vLLM's logs here (default: a file in the temp folder)."),
+    ] = None,
+    verbose: o.VerboseOpt = False,
     print_config: o.PrintConfigOpt = False,
 ) -> None:
     """Load the model in vLLM once per variant and print what the engine really runs.
@@ -64,4 +69,6 @@ def verify_embedder(
         return
     from screenspot_eval.backends.vllm.verify import verify_and_report
 
-    verify_and_report(base, variants, json_out=json_out, echo=typer.echo)
+    verify_and_report(
+        base, variants, json_out=json_out, echo=typer.echo, log_file=log, verbose=bool(verbose)
+    )

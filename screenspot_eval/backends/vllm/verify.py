@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -43,14 +45,18 @@ def verify_variants(
     base: EngineSettings,
     variants: Iterable[str],
     on_result: Callable[[VariantCheck], None] | None = None,
+    *,
+    log_file: Path | None = None,
+    verbose: bool = False,
 ) -> list[VariantCheck]:
-    """One engine per variant, started and shut down in turn (memory is released between)."""
+    """One engine per variant, started and shut down in turn (memory is released between);
+    their logs go to ``log_file`` (and the terminal too when ``verbose``)."""
     from screenspot_eval.backends.vllm.engine import VllmEngine
 
     results = []
     for variant in variants:
         settings = base.model_copy(update={"norm": variant})
-        engine = VllmEngine(settings, verify=False)
+        engine = VllmEngine(settings, verify=False, log_file=log_file, verbose=verbose)
         try:
             report = engine.read_embedder_report(with_hf_reference=True)
             logprobs = engine.first_token_logprobs(probe_image(), PROBE_INSTRUCTION)
@@ -122,11 +128,23 @@ def verify_and_report(
     *,
     json_out: Path | None = None,
     echo: Callable[[str], None] = print,
+    log_file: Path | None = None,
+    verbose: bool = False,
 ) -> list[VariantCheck]:
     """``screenspot-eval verify-embedder``: check each variant inside a fresh engine, print the
     findings, write them to ``json_out``; raise :class:`VariantMismatchError` naming every
     variant the engine did not run as asked."""
-    results = verify_variants(base, variants, on_result=lambda r: echo(format_check(r)))
+    if log_file is None:
+        log_file = Path(tempfile.gettempdir()) / f"screenspot-verify-{os.getpid()}.vllm.log"
+    where = "the terminal and " if verbose else ""
+    echo(f"checking {', '.join(variants)} inside vLLM; its logs go to {where}{log_file}")
+    results = verify_variants(
+        base,
+        variants,
+        on_result=lambda r: echo(format_check(r)),
+        log_file=log_file,
+        verbose=verbose,
+    )
     for line in compare_probes(results):
         echo(line)
     if json_out is not None:
