@@ -11,6 +11,7 @@ from screenspot_eval.cli.compare_cmd import compare
 from screenspot_eval.cli.data_cmds import data_app
 from screenspot_eval.cli.handling import exits_cleanly
 from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
+from screenspot_eval.cli.parity_cmd import parity
 from screenspot_eval.cli.run_cmds import report, run
 from screenspot_eval.cli.serve_cmd import serve
 from screenspot_eval.cli.sweep_cmd import sweep
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.command("run", rich_help_panel="Evaluate")(exits_cleanly(run))
 app.command("compare", rich_help_panel="Evaluate")(exits_cleanly(compare))
 app.command("sweep", rich_help_panel="Evaluate")(exits_cleanly(sweep))
+app.command("parity", rich_help_panel="Evaluate")(exits_cleanly(parity))
 app.command("report", rich_help_panel="Evaluate")(exits_cleanly(report))
 app.command("serve", rich_help_panel="Serve")(exits_cleanly(serve))
 app.add_typer(data_app, name="data", rich_help_panel="Data")

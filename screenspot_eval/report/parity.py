@@ -1,0 +1,319 @@
+"""Parity with the reference: how close each variant's logprobs are to HF transformers'.
+
+Pure (plain numbers in, numbers and files out). One :class:`PositionLogprobs` is one answer
+position of one sample: the reference token there (HF's greedy answer, teacher-forced), its
+logprob under HF and under the variant, and both sides' top tokens. Per variant:
+
+- ``max_abs_delta`` / ``mean_abs_delta``: |variant logprob - HF logprob| of the reference token,
+  over every sample and answer position;
+- ``first_max_abs_delta`` / ``first_mean_abs_delta``: the same at the first answer position only;
+- ``mean_kl`` / ``max_kl``: KL(HF || variant) over **HF's top-k tokens**, both distributions
+  renormalised over that set (:func:`topk_kl`); a token of HF's top-k that the variant did not
+  return gets the variant's lowest returned logprob at that position (an upper bound on its
+  true value) and is counted in ``kl_imputed``;
+- ``first_token_agreement``: the share of samples whose greedy first token (argmax at the first
+  answer position) is the same under the variant as under HF.
+
+The verdict names the variant with the smallest ``mean_abs_delta``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from screenspot_eval.report.csv_export import write_csv
+from screenspot_eval.report.run_exports import markdown_table
+
+PARITY_CSV = "parity.csv"
+PARITY_MD = "parity.md"
+PARITY_JSON = "parity.json"
+POSITIONS_CSV = "parity_positions.csv"
+
+KL_DEFINITION = (
+    "KL(HF || vLLM) over HF's top-k tokens at each answer position, both distributions "
+    "renormalised over that set; a top-k token vLLM did not return takes vLLM's lowest "
+    "returned logprob there (counted in kl_imputed)"
+)
+
+
+@dataclass(frozen=True)
+class PositionLogprobs:
+    """One answer position of one sample, scored by the reference and by one variant."""
+
+    sample_id: str
+    position: int  # 0 = the first answer token
+    token: int  # the reference token (HF's greedy answer)
+    ref_logprob: float
+    test_logprob: float
+    ref_top: Mapping[int, float]  # HF's top-k: token -> logprob
+    test_top: Mapping[int, float]  # what the variant returned: token -> logprob
+
+
+@dataclass(frozen=True)
+class VariantParity:
+    """The summary of one variant against the reference."""
+
+    variant: str
+    samples: int
+    positions: int
+    max_abs_delta: float
+    mean_abs_delta: float
+    first_max_abs_delta: float
+    first_mean_abs_delta: float
+    mean_kl: float
+    max_kl: float
+    kl_imputed: int
+    first_token_agreement: float
+    first_token_agree_n: int
+
+
+@dataclass
+class ParityReport:
+    """Every variant's summary, the verdict, and the settings the numbers were made with."""
+
+    variants: list[VariantParity]
+    verdict: str
+    closest: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def argmax_token(top: Mapping[int, float]) -> int:
+    """The most likely token of a top-k map (ties: the smaller token id, as argmax does)."""
+    if not top:
+        raise ValueError("an empty top-k has no argmax")
+    return min(top, key=lambda token: (-top[token], token))
+
+
+def _log_normalise(logprobs: Sequence[float]) -> list[float]:
+    peak = max(logprobs)
+    log_total = peak + math.log(sum(math.exp(lp - peak) for lp in logprobs))
+    return [lp - log_total for lp in logprobs]
+
+
+def topk_kl(ref_top: Mapping[int, float], test_top: Mapping[int, float]) -> tuple[float, int]:
+    """KL(ref || test) over ``ref_top``'s tokens, both renormalised over them (nats), and the
+    number of those tokens ``test_top`` lacked (imputed with its lowest returned logprob)."""
+    tokens = sorted(ref_top)
+    if not tokens:
+        return 0.0, 0
+    floor = min(test_top.values()) if test_top else -math.inf
+    missing = sum(token not in test_top for token in tokens)
+    p = _log_normalise([ref_top[t] for t in tokens])
+    q = _log_normalise([test_top.get(t, floor) for t in tokens])
+    kl = sum(math.exp(lp) * (lp - lq) for lp, lq in zip(p, q, strict=True))
+    return max(kl, 0.0), missing
+
+
+def summarise(variant: str, positions: Sequence[PositionLogprobs]) -> VariantParity:
+    """One variant's parity numbers over all its scored positions."""
+    if not positions:
+        raise ValueError(f"no scored positions for {variant}")
+    deltas = [abs(p.test_logprob - p.ref_logprob) for p in positions]
+    first = [p for p in positions if p.position == 0]
+    first_deltas = [abs(p.test_logprob - p.ref_logprob) for p in first]
+    kls = [topk_kl(p.ref_top, p.test_top) for p in positions]
+    agree = sum(argmax_token(p.test_top) == argmax_token(p.ref_top) for p in first)
+    return VariantParity(
+        variant=variant,
+        samples=len({p.sample_id for p in positions}),
+        positions=len(positions),
+        max_abs_delta=max(deltas),
+        mean_abs_delta=sum(deltas) / len(deltas),
+        first_max_abs_delta=max(first_deltas) if first_deltas else math.nan,
+        first_mean_abs_delta=sum(first_deltas) / len(first_deltas) if first_deltas else math.nan,
+        mean_kl=sum(kl for kl, _ in kls) / len(kls),
+        max_kl=max(kl for kl, _ in kls),
+        kl_imputed=sum(missing for _, missing in kls),
+        first_token_agreement=agree / len(first) if first else math.nan,
+        first_token_agree_n=agree,
+    )
+
+
+def _ratio(smaller: float, larger: float) -> str:
+    if smaller <= 0.0:
+        return "infinitely" if larger > 0.0 else "not"
+    ratio = larger / smaller
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def verdict(summaries: Sequence[VariantParity]) -> tuple[str | None, str]:
+    """The variant closest to the reference (smallest mean |delta logprob|) and a sentence
+    saying by how much it beats the next one.
+
+    Variants with exactly the same mean (``native`` runs upstream's pre-norm embedder, so on
+    vLLM >= 0.20 it ties with ``pre`` bit for bit) are named together; the first of them in
+    the order scored is the one returned."""
+    if not summaries:
+        return None, "no variant was scored"
+    ranked = sorted(summaries, key=lambda s: s.mean_abs_delta)  # stable: ties keep the order
+    best = ranked[0]
+    tied = [s for s in ranked[1:] if s.mean_abs_delta == best.mean_abs_delta]
+    rest = ranked[1 + len(tied) :]
+    line = f"closest to the HF reference: {best.variant}"
+    if tied:
+        line += f" (tied with {', '.join(s.variant for s in tied)}: identical logprob deltas)"
+    line += (
+        f", mean |delta logprob| {best.mean_abs_delta:.3g}, "
+        f"first-token max {best.first_max_abs_delta:.3g}"
+    )
+    if not rest:
+        return best.variant, line + ("; the only variant scored" if not tied else "")
+    nxt = rest[0]
+    return best.variant, (
+        f"{line}; next {nxt.variant} at {nxt.mean_abs_delta:.3g}, "
+        f"{_ratio(best.mean_abs_delta, nxt.mean_abs_delta)} larger"
+    )
+
+
+def build_report(
+    scored: Mapping[str, Sequence[PositionLogprobs]], settings: dict[str, Any] | None = None
+) -> ParityReport:
+    """Summaries in the order of ``scored`` (variant -> positions), and the verdict."""
+    summaries = [summarise(variant, positions) for variant, positions in scored.items()]
+    closest, line = verdict(summaries)
+    return ParityReport(summaries, line, closest, dict(settings or {}))
+
+
+def parity_frame(report: ParityReport) -> pd.DataFrame:
+    """One row per variant (``parity.csv``)."""
+    return pd.DataFrame([asdict(s) for s in report.variants])
+
+
+def positions_frame(scored: Mapping[str, Iterable[PositionLogprobs]]) -> pd.DataFrame:
+    """One row per variant, sample and answer position (``parity_positions.csv``)."""
+    rows = []
+    for variant, positions in scored.items():
+        for p in positions:
+            kl, missing = topk_kl(p.ref_top, p.test_top)
+            rows.append(
+                {
+                    "variant": variant,
+                    "sample_id": p.sample_id,
+                    "position": p.position,
+                    "token": p.token,
+                    "ref_logprob": p.ref_logprob,
+                    "vllm_logprob": p.test_logprob,
+                    "abs_delta": abs(p.test_logprob - p.ref_logprob),
+                    "kl_topk": kl,
+                    "kl_imputed": missing,
+                    "ref_argmax": argmax_token(p.ref_top),
+                    "vllm_argmax": argmax_token(p.test_top),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _g(value: float) -> str:
+    return "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.3g}"
+
+
+def display_table(report: ParityReport) -> pd.DataFrame:
+    """The table ``parity.md`` and the terminal show."""
+    return pd.DataFrame(
+        [
+            {
+                "variant": s.variant,
+                "first-token max abs delta": _g(s.first_max_abs_delta),
+                "max abs delta": _g(s.max_abs_delta),
+                "mean abs delta": _g(s.mean_abs_delta),
+                "mean KL top-k": _g(s.mean_kl),
+                "first token agrees": f"{s.first_token_agree_n}/{s.samples}",
+                "positions": s.positions,
+            }
+            for s in report.variants
+        ]
+    )
+
+
+SETTING_LABELS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("vllm_dtype", "vLLM dtype"),
+    ("reference_dtype", "reference dtype"),
+    ("reference_device", "reference device"),
+    ("samples", "samples"),
+    ("top_k", "top-k"),
+    ("vllm_top_k", "vLLM logprobs returned per position"),
+    ("answer_tokens", "answer tokens (at most)"),
+    ("image_budget", "image budget (soft tokens)"),
+    ("prompt", "prompt"),
+    ("data", "data"),
+)
+
+
+def parity_markdown(report: ParityReport) -> str:
+    """``parity.md``: the verdict line, the table, the settings and the definitions."""
+    lines = [
+        "# Parity with HF transformers (teacher-forced logprobs)",
+        "",
+        f"**Verdict: {report.verdict}.**",
+        "",
+        markdown_table(display_table(report)),
+        "",
+        "## Settings",
+        "",
+    ]
+    for key, label in SETTING_LABELS:
+        if key in report.settings:
+            lines.append(f"- {label}: `{report.settings[key]}`")
+    lines += [
+        "",
+        "## Definitions",
+        "",
+        "- Reference: HF transformers' greedy answer on the same processed inputs (prompt "
+        "token ids and image), then its teacher-forced logprobs; vLLM scores the same token "
+        "ids (prompt logprobs), and its expanded prompt ids are checked equal to HF's.",
+        "- abs delta: |vLLM logprob - HF logprob| of the reference token, over every sample and "
+        "answer position (first-token: the first answer position only).",
+        f"- {KL_DEFINITION}.",
+        "- first token agrees: samples whose greedy first token (argmax at the first answer "
+        "position) is the same in vLLM as in HF.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_parity(
+    out: Path, report: ParityReport, scored: Mapping[str, Sequence[PositionLogprobs]]
+) -> dict[str, Path]:
+    """Write parity.csv, parity_positions.csv, parity.md and parity.json into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        PARITY_CSV: write_csv(parity_frame(report), out / PARITY_CSV),
+        POSITIONS_CSV: write_csv(positions_frame(scored), out / POSITIONS_CSV),
+    }
+    md = out / PARITY_MD
+    md.write_text(parity_markdown(report), encoding="utf-8")
+    files[PARITY_MD] = md
+    payload = {
+        "verdict": report.verdict,
+        "closest": report.closest,
+        "kl_definition": KL_DEFINITION,
+        "variants": [asdict(s) for s in report.variants],
+        "settings": report.settings,
+    }
+    js = out / PARITY_JSON
+    js.write_text(json.dumps(_json_safe(payload), indent=2, default=str) + "\n")
+    files[PARITY_JSON] = js
+    return files
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (e.g. no first position) as null: the file stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def render_terminal(report: ParityReport) -> str:
+    return f"{report.verdict}\n\n{markdown_table(display_table(report))}"

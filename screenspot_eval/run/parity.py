@@ -1,0 +1,322 @@
+"""``screenspot-eval parity``: which embedder variant matches HF transformers on real inputs?
+
+For N samples of the selected data: HF transformers (the reference, loaded once, freed before
+any engine starts) greedy-decodes a short answer and scores it teacher-forced; every variant
+then scores the same token ids in vLLM (pre and post in one engine, switched in place; native
+in its own). The per-variant differences, the verdict and the settings go to ``--out``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from screenspot_eval.backends.variant import SWITCHABLE
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
+from screenspot_eval.data.errors import ImageLoadError
+from screenspot_eval.data.fingerprint import fingerprint_dataset
+from screenspot_eval.data.images import iter_images
+from screenspot_eval.data.sample import Sample
+from screenspot_eval.data.select import instruction_for, select_samples
+from screenspot_eval.data.validate import open_dataset
+from screenspot_eval.errors import UserError
+from screenspot_eval.protocol.prompts import PromptTemplate, load_template, render_messages
+from screenspot_eval.report.parity import (
+    KL_DEFINITION,
+    ParityReport,
+    PositionLogprobs,
+    build_report,
+    render_terminal,
+    write_parity,
+)
+from screenspot_eval.run.config import RunConfig, describe_config
+from screenspot_eval.run.session import VLLM_LOG, image_budget, say
+from screenspot_eval.store.manifest import environment, utc_now
+
+DEFAULT_VARIANTS: tuple[str, ...] = ("pre", "post", "native")
+PARITY_DTYPE = "float32"  # vLLM's dtype unless --dtype says otherwise (auto would be 16-bit)
+DEFAULT_SAMPLES = 20
+DEFAULT_TOP_K = 10
+DEFAULT_ANSWER_TOKENS = 16
+VLLM_DEFAULT_MAX_LOGPROBS = 20
+
+
+@dataclass
+class ParityResult:
+    out: Path
+    report: ParityReport
+    files: dict[str, Path]
+    terminal: str
+
+
+@dataclass(frozen=True)
+class ParityOptions:
+    """What ``parity`` adds to a run configuration."""
+
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    reference_device: str = "cpu"
+    reference_dtype: str = "float32"
+    top_k: int = DEFAULT_TOP_K
+    answer_tokens: int = DEFAULT_ANSWER_TOKENS
+
+    @property
+    def vllm_top_k(self) -> int:
+        """vLLM returns more tokens than HF's top-k, so HF's top-k is rarely outside them."""
+        return 2 * self.top_k
+
+    def check(self) -> None:
+        unknown = [v for v in self.variants if v not in DEFAULT_VARIANTS]
+        if unknown or not self.variants or len(set(self.variants)) != len(self.variants):
+            raise UserError(
+                f"--variant must name distinct variants among {', '.join(DEFAULT_VARIANTS)}; "
+                f"got {', '.join(self.variants) or 'none'}"
+            )
+        if self.top_k < 1 or self.answer_tokens < 1:
+            raise UserError("--top-k and --answer-tokens must be at least 1")
+
+
+def engine_settings(config: RunConfig, options: ParityOptions, budget: int) -> EngineSettings:
+    """The engine settings parity runs vLLM with: the run's, with the image budget explicit
+    (the reference uses the same) and enough logprobs per position."""
+    extra = dict(config.engine.extra)
+    if options.vllm_top_k > VLLM_DEFAULT_MAX_LOGPROBS:
+        extra["max_logprobs"] = max(int(extra.get("max_logprobs", 0)), options.vllm_top_k)
+    return config.engine.model_copy(update={"max_soft_tokens": budget, "extra": extra})
+
+
+def engine_groups(variants: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Variants that share one engine (pre and post switch in place), in the order given."""
+    switchable = tuple(v for v in variants if v in SWITCHABLE)
+    groups: list[tuple[str, ...]] = []
+    for variant in variants:
+        if variant in SWITCHABLE:
+            if switchable not in groups:
+                groups.append(switchable)
+        else:
+            groups.append((variant,))
+    return groups
+
+
+@dataclass(frozen=True)
+class _Item:
+    sample: Sample
+    messages: list[dict[str, Any]]
+
+
+def _images(items: list[_Item], root: Path, workers: int) -> Iterator[tuple[_Item, Any]]:
+    by_id = {item.sample.id: item for item in items}
+    for sample, image in iter_images([i.sample for i in items], root, workers=workers):
+        yield by_id[sample.id], image
+
+
+def _reference_pass(
+    items: list[_Item],
+    root: Path,
+    config: RunConfig,
+    options: ParityOptions,
+    template: PromptTemplate,
+    budget: int,
+    quiet: bool,
+) -> tuple[list[Any], dict[str, str], int]:
+    """HF's answers for every sample whose image decodes (the others are listed with why)."""
+    from screenspot_eval.backends.vllm.parity import HfReference
+
+    say(
+        quiet,
+        f"reference: HF transformers, {options.reference_dtype} on {options.reference_device}",
+    )
+    answers, skipped = [], {}
+    with HfReference(
+        config.engine.model,
+        revision=config.engine.revision,
+        device=options.reference_device,
+        dtype=options.reference_dtype,
+        max_soft_tokens=budget,
+    ) as reference:
+        image_token_id = reference.image_token_id
+        for n, (item, image) in enumerate(
+            _images(items, root, config.runtime.image_workers), start=1
+        ):
+            if isinstance(image, ImageLoadError):
+                skipped[item.sample.id] = f"image: {image.reason}"
+                continue
+            answer = reference.answer(
+                item.sample.id,
+                item.messages,
+                image,
+                chat_template_kwargs=dict(template.chat_template_kwargs),
+                answer_tokens=options.answer_tokens,
+                top_k=options.top_k,
+            )
+            if answer is None:
+                skipped[item.sample.id] = (
+                    "the reference's greedy answer starts with a multimodal placeholder token"
+                )
+                continue
+            answers.append(answer)
+            say(quiet, f"reference: {n}/{len(items)} {item.sample.id}")
+    return answers, skipped, image_token_id
+
+
+def _positions(answers: list[Any], scores: list[Any]) -> list[PositionLogprobs]:
+    by_id = {s.sample_id: s for s in scores}
+    positions = []
+    for ref in answers:
+        got = by_id[ref.sample_id]
+        for j, token in enumerate(ref.answer_ids):
+            positions.append(
+                PositionLogprobs(
+                    sample_id=ref.sample_id,
+                    position=j,
+                    token=token,
+                    ref_logprob=ref.logprobs[j],
+                    test_logprob=got.logprobs[j],
+                    ref_top=ref.top[j],
+                    test_top=got.top[j],
+                )
+            )
+    return positions
+
+
+def _engine_passes(
+    answers: list[Any],
+    items: list[_Item],
+    root: Path,
+    config: RunConfig,
+    options: ParityOptions,
+    budget: int,
+    image_token_id: int,
+    out: Path,
+    quiet: bool,
+) -> tuple[dict[str, list[PositionLogprobs]], dict[str, Any], list[str]]:
+    """Every variant's scores of the reference answers; the engines' reports; notes."""
+    from screenspot_eval.backends.vllm.engine import VllmEngine
+    from screenspot_eval.backends.vllm.parity import score_with_engine
+    from screenspot_eval.backends.vllm.switch import switch_embedder
+
+    answered = {a.sample_id: a for a in answers}
+    kept = [item for item in items if item.sample.id in answered]
+    base = engine_settings(config, options, budget)
+    scored: dict[str, list[PositionLogprobs]] = {}
+    reports: dict[str, Any] = {}
+    notes = []
+    for group in engine_groups(options.variants):
+        settings = base.model_copy(update={"norm": group[0]})
+        say(quiet, f"{group[0]}: starting vLLM with {settings.model}; logs in {out / VLLM_LOG}")
+        with VllmEngine(
+            settings, log_file=out / VLLM_LOG, verbose=config.runtime.verbose
+        ) as engine:
+            for index, variant in enumerate(group):
+                if index:
+                    switch_embedder(engine, variant)  # type: ignore[arg-type]
+                reports[variant] = engine.report.model_dump(mode="json")
+                say(quiet, f"{variant}: embedder verified; scoring {len(kept)} sample(s)")
+                pairs = (
+                    (answered[item.sample.id], image)
+                    for item, image in _images(kept, root, config.runtime.image_workers)
+                )
+                scores = list(
+                    score_with_engine(
+                        engine,
+                        pairs,
+                        top_k=options.vllm_top_k,
+                        image_token_id=image_token_id,
+                        seed=settings.seed,
+                    )
+                )
+                scored[variant] = _positions(answers, scores)
+        if len(group) > 1:
+            notes.append(
+                f"{' and '.join(group)}: one engine, the embedder switched in place "
+                "(caches reset, variant re-verified from inside the engine)"
+            )
+    return {v: scored[v] for v in options.variants}, reports, notes
+
+
+def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False) -> ParityResult:
+    """Score the reference's answers under every variant and write the parity outputs."""
+    options.check()
+    if config.out is None:
+        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = utc_now()
+    template = load_template(config.prompt.template)
+    language = config.data.selection.language
+    data = open_dataset(
+        config.data.source,
+        config.data.revision,
+        strict=config.data.strict,
+        check_images=config.data.check_images,
+    )
+    selected, exclusions = select_samples(data.samples, config.data.selection)
+    if not selected:
+        raise UserError("the data selection holds no sample to score")
+    items = [
+        _Item(s, render_messages(template, instruction_for(s, language) or "")) for s in selected
+    ]
+    budget = image_budget(config.engine)
+    answers, skipped, image_token_id = _reference_pass(
+        items, data.root, config, options, template, budget, quiet
+    )
+    if not answers:
+        raise UserError(f"no sample could be scored by the reference: {skipped}")
+    scored, reports, notes = _engine_passes(
+        answers, items, data.root, config, options, budget, image_token_id, out, quiet
+    )
+    files_hash = fingerprint_dataset(data.root, [i.sample for i in items])
+    settings = {
+        "model": config.engine.model,
+        "revision": config.engine.revision,
+        "vllm_dtype": config.engine.dtype,
+        "reference_dtype": options.reference_dtype,
+        "reference_device": options.reference_device,
+        "samples": len(answers),
+        "top_k": options.top_k,
+        "vllm_top_k": options.vllm_top_k,
+        "answer_tokens": options.answer_tokens,
+        "image_budget": budget,
+        "prompt": f"{template.name} ({template.content_hash})",
+        "data": data.source if str(data.root) == data.source else f"{data.source} ({data.root})",
+        "variants": list(options.variants),
+        "kl_definition": KL_DEFINITION,
+        "sample_ids": [a.sample_id for a in answers],
+        "answer_lengths": {a.sample_id: len(a.answer_ids) for a in answers},
+        "answers_cut_before_a_placeholder": [a.sample_id for a in answers if a.cut],
+        "skipped": skipped,
+        "selection_exclusions": [e.model_dump(mode="json") for e in exclusions],
+        "dataset_revision": data.revision,
+        "dataset_files": files_hash,
+        "engine_reports": reports,
+        "llm_kwargs": llm_kwargs(engine_settings(config, options, budget)),
+        "notes": notes,
+        "config": config.model_dump(mode="json"),
+        "environment": environment().model_dump(mode="json"),
+        "started_at": started,
+        "ended_at": utc_now(),
+    }
+    report = build_report(scored, settings)
+    files = write_parity(out, report, scored)
+    return ParityResult(out=out, report=report, files=files, terminal=render_terminal(report))
+
+
+def describe_parity(config: RunConfig, options: ParityOptions) -> dict[str, Any]:
+    """What ``parity --print-config`` shows: the run configuration, the parity options and the
+    exact ``vllm.LLM`` arguments (per engine, only ``norm`` differs)."""
+    options.check()
+    budget = image_budget(config.engine)
+    described = describe_config(config)
+    described["llm_kwargs"] = llm_kwargs(engine_settings(config, options, budget))
+    described["parity"] = {
+        "variants": list(options.variants),
+        "engines": [list(g) for g in engine_groups(options.variants)],
+        "reference_device": options.reference_device,
+        "reference_dtype": options.reference_dtype,
+        "top_k": options.top_k,
+        "vllm_top_k": options.vllm_top_k,
+        "answer_tokens": options.answer_tokens,
+        "image_budget": budget,
+    }
+    return described
