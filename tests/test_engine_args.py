@@ -17,7 +17,19 @@ def test_defaults_map_to_minimal_llm_kwargs():
         "data_parallel_size": 1,
         "enforce_eager": False,
         "limit_mm_per_prompt": {"image": 1, "audio": 0},
+        "mm_processor_cache_gb": 0.464,  # 16 images at 1120 soft tokens (budget unknown)
     }
+
+
+def test_processor_cache_is_sized_for_the_budget_and_overridable():
+    from screenspot_eval.backends.vllm.engine_args import processor_cache_item_bytes
+
+    assert processor_cache_item_bytes(280) == 280 * 9 * (768 * 4 + 16)  # 7.8 MB
+    assert llm_kwargs(EngineSettings(model="m", max_soft_tokens=280))["mm_processor_cache_gb"] == (
+        0.116
+    )
+    user = EngineSettings(model="m", extra={"mm_processor_cache_gb": 0})
+    assert llm_kwargs(user)["mm_processor_cache_gb"] == 0
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from fakes import fake_report
+from fakes import fake_provenance, fake_report
 from PIL import Image
 
 from screenspot_eval.backends.base import BackendError, GroundingRequest, SamplingSettings
@@ -38,9 +38,11 @@ from screenspot_eval.backends.variant import (
     check_variant,
 )
 from screenspot_eval.backends.vllm.engine_args import EngineSettings
+from screenspot_eval.errors import BackendFailure
 from screenspot_eval.run.config import RunConfig, RuntimeSettings
 
 DROP = "drop"  # respond() result: close the connection without an answer
+IMAGE_TOKEN = 7  # the image placeholder id the stubs' prompts repeat 11 times
 Responder = Callable[[int, dict[str, Any]], Any]
 
 
@@ -64,6 +66,7 @@ class Stub:
         delay: float = 0.0,
         embedder: dict[str, Any] | None = None,
         kill_after: int | None = None,
+        engine: dict[str, Any] | None = None,
     ):
         self.respond, self.delay, self.embedder, self.kill_after = (
             respond,
@@ -71,6 +74,7 @@ class Stub:
             embedder,
             kill_after,
         )
+        self.engine = engine  # the /screenspot/engine answer (None: no such route)
         self.chat_count = self.active = self.max_active = 0
         self.bodies: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -132,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "list", "data": [{"id": "tiny-gemma4"}]})
         elif self.path == "/screenspot/embedder" and stub.embedder is not None:
             self._send(200, stub.embedder)
+        elif self.path == "/screenspot/engine" and stub.engine is not None:
+            self._send(200, stub.engine)
         else:
             self._send(404, {"detail": "Not Found"})
 
@@ -143,6 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, payload = result
+        if body.get("return_token_ids") and status == 200:  # as vLLM: the prompt's token ids
+            payload = {**payload, "prompt_token_ids": [2, 5, *[IMAGE_TOKEN] * 11, 6, 300]}
         self._send(status, payload)
 
 
@@ -380,3 +388,30 @@ def test_wait_until_healthy(stubs):
     stub.kill()
     with pytest.raises(TimeoutError, match="not healthy"):
         wait_until_healthy(stub.url, timeout_s=0.3)
+
+
+def test_provenance_from_the_engine_route_and_soft_tokens_from_the_prompt_ids(stubs):
+    from screenspot_eval.backends.http.server import fetch_engine_provenance
+
+    provenance = fake_provenance(image_token_id=IMAGE_TOKEN)
+    a, b = (stubs(engine=provenance.model_dump(mode="json")) for _ in range(2))
+    assert fetch_engine_provenance(a.url + "/v1") == provenance
+    completions = _run(_backend(a, b), 4)
+    assert {c.image_soft_tokens for c in completions} == {11}
+    assert all(body["return_token_ids"] is True for body in a.bodies + b.bodies)
+
+
+def test_a_server_without_the_engine_route_has_unknown_provenance_and_soft_tokens(stubs):
+    stub = stubs()
+    backend = _backend(stub)
+    assert backend.provenance is None
+    completions = _run(backend, 2)
+    assert {c.image_soft_tokens for c in completions} == {None}
+    assert not any("return_token_ids" in body for body in stub.bodies)  # the request as before
+
+
+def test_endpoints_whose_engines_compute_differently_are_refused(stubs):
+    a = stubs(engine=fake_provenance().model_dump(mode="json"))
+    b = stubs(engine=fake_provenance(dtype="bfloat16").model_dump(mode="json"))
+    with _backend(a, b) as backend, pytest.raises(BackendFailure, match=r"provenance\.dtype"):
+        _ = backend.provenance

@@ -71,6 +71,7 @@ def test_plain_options_give_exact_llm_kwargs(runner):
         "gpu_memory_utilization": 0.8,
         "mm_processor_kwargs": {"max_soft_tokens": 280},
         "hf_overrides": {"screenspot_embedder_norm": "post"},
+        "mm_processor_cache_gb": 0.116,  # default: 16 images at the budget
     }
     config = shown["config"]
     assert config["out"] == "x"
@@ -89,6 +90,7 @@ def test_minimal_options_give_defaults(runner):
         "data_parallel_size": 1,
         "enforce_eager": False,
         "limit_mm_per_prompt": DEFAULT_LIMIT_MM,
+        "mm_processor_cache_gb": 0.464,  # default: 16 images at the budget
     }
     config = shown["config"]
     assert config["engine"]["norm"] == "native"
@@ -179,6 +181,7 @@ def test_config_file_with_cli_overrides_cli_wins(runner, tmp_path):
         "max_num_seqs": 8,
         "mm_processor_kwargs": {"max_soft_tokens": 70},
         "hf_overrides": {"screenspot_embedder_norm": "post"},  # CLI
+        "mm_processor_cache_gb": 0.029,  # default: 16 images at the budget
     }
     config = shown["config"]
     assert config["out"] == "results/from-cli"
@@ -257,6 +260,7 @@ def test_engine_args_extra_and_known_fields(runner):
         # the given dict replaces the default one (audio: 0 is not kept)
         "limit_mm_per_prompt": {"image": 2},
         "kv_cache_dtype": "fp8",
+        "mm_processor_cache_gb": 0.464,  # default: 16 images at the budget
     }
     assert shown["config"]["engine"]["extra"] == {"kv_cache_dtype": "fp8"}
     assert shown["config"]["engine"]["limit_mm_per_prompt"] == {"image": 2}
@@ -397,6 +401,7 @@ def test_tiny_cpu_config_loads(runner):
         "max_num_seqs": 8,
         "mm_processor_kwargs": {"max_soft_tokens": 70},
         "hf_overrides": {"screenspot_embedder_norm": "pre"},
+        "mm_processor_cache_gb": 0.029,  # default: 16 images at the budget
     }
     config = shown["config"]
     assert config["out"] == "results/demo"

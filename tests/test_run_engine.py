@@ -56,6 +56,67 @@ def test_every_sample_recorded_once_with_engine_variant(full_run, synth_data: Pa
     assert all(r["parse_status"] == "parsed" for r in records)
 
 
+def test_manifest_records_the_engine_provenance_read_in_the_workers(full_run):
+    from importlib import metadata
+
+    from screenspot_eval.backends.vllm.engine_args import is_vllm_cpu_build
+
+    out, _ = full_run
+    provenance = json.loads((out / "manifest.json").read_text())["engine_provenance"]
+    assert provenance["dtype"] == "float32" and provenance["parameter_dtypes"] == ["float32"]
+    assert provenance["batch_invariant"] is False
+    assert provenance["batch_invariant_kernels"] is False  # vLLM's mode off in the worker
+    distribution = "vllm-cpu" if is_vllm_cpu_build() else "vllm"
+    assert provenance["vllm_distribution"] == distribution
+    assert provenance["vllm_version"] == metadata.version(distribution)
+    assert provenance["torch_version"].startswith(metadata.version("torch"))  # +cu130: build
+    assert provenance["transformers_version"] == metadata.version("transformers")
+    if is_vllm_cpu_build():
+        assert provenance["vllm_build"] == "cpu"
+        assert provenance["attention_backends"] == ["decoder:CPU_ATTN", "hf:Gemma4VisionModel:sdpa"]
+    assert (provenance["max_num_seqs"], provenance["max_model_len"]) == (1, 2048)
+    assert isinstance(provenance["chunked_prefill"], bool)
+    assert isinstance(provenance["prefix_caching"], bool)
+    assert provenance["compilation_mode"] and provenance["cudagraph_mode"]
+    assert provenance["enforce_eager"] is False and provenance["tensor_parallel_size"] == 1
+    assert provenance["image_token_id"] == 7 and provenance["workers"] == 1
+
+
+def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):
+    """Counted in the prompt the engine ran; 70 is the tiny checkpoint's budget (the sweep
+    test shows the count growing with --max-soft-tokens)."""
+    from screenspot_eval.protocol.coords import gemma4_sent_size
+
+    out, _ = full_run
+    for record in read_jsonl(out / "predictions.jsonl"):
+        sent_w, sent_h = gemma4_sent_size(*record["img_size"], 70)
+        assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), record["id"]
+        assert record["schema_version"] == 2
+
+
+def test_images_were_prepared_after_a_self_check_in_the_real_front_end(full_run):
+    """Issue 16: before the first sample, every screenshot size was rendered through vLLM's own
+    front end as the original and prepared, with identical pixel_values, positions and prompt
+    tokens; then every image went prepared, with a uuid, through a full window."""
+    out, _ = full_run
+    session = json.loads((out / "manifest.json").read_text())["sessions"][-1]
+    images = session["images"]
+    assert images["input"] == "decoded" and images["uuids"] is True
+    sizes = images["preparation"]["sizes"]
+    assert sizes and images["preparation"]["budget"] == 70
+    for size, plan in sizes.items():
+        assert plan["path"] == "prepared", (size, plan)
+        assert plan["self_check"] == "identical pixel_values, positions and prompt tokens"
+    assert images["paths"] == {"prepared": 48}
+    assert images["decode_s"] > 0 and images["prepare_s"] > 0
+    frontend = session["frontend"]
+    assert frontend["window"] == 2 and frontend["max_num_seqs"] == 1
+    assert frontend["requests"] == 48 and frontend["enqueue_ms_per_request"] > 0
+    assert frontend["steps_with_queued_work_share"] > 0.5  # a request waits behind the batch
+    assert frontend["mm_processor_cache_gb"] == 0.029  # 16 images at 70 soft tokens
+    assert frontend["mm_processor_cache_set_by"] == "default"
+
+
 def test_metrics_csv_agrees_with_a_recount(full_run):
     out, _ = full_run
     records = pd.DataFrame(read_jsonl(out / "predictions.jsonl"))
@@ -104,13 +165,17 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
     partial = read_jsonl_lenient(predictions)
     assert 5 <= len(partial) < 48
 
-    resumed = run_cli(args)
+    # The resume takes the path from before issue 16 (original images, pixels hashed): the
+    # outcomes below must still equal the uninterrupted run's, whose images were prepared.
+    resumed = run_cli([*args, "--image-prep", "off", "--no-image-uuids"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     records = read_jsonl(predictions)
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == 48
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["sessions"]) == 2
+    assert manifest["sessions"][1]["images"]["paths"] == {"original": 48 - len(partial)}
+    assert manifest["sessions"][1]["images"]["uuids"] is False
     assert manifest["sessions"][1]["repaired"]["truncated_bytes"] > 0
     reference = {r["id"]: r for r in read_jsonl(full_run[0] / "predictions.jsonl")}
     for record in records:

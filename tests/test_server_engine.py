@@ -32,7 +32,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[str]:
+def start_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[str]:
     proc = popen_cli(
         [
             "serve",
@@ -45,6 +45,7 @@ def start_server(model: Path, port: int, log: Path) -> subprocess.Popen[str]:
             *ENGINE_ARGS,
             "--log",
             str(log),
+            *extra,
         ]
     )
     deadline = time.monotonic() + 300
@@ -70,12 +71,26 @@ def stop_server(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
     proc.wait(timeout=60)
 
 
+#: The shared server reads the test data itself (file:// requests) and runs two API-server
+#: processes (vLLM's multi-API-server mode) in front of its engine.
+SERVER_EXTRA = ("--api-servers", "2")
+
+
 @pytest.fixture(scope="module")
-def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def server(
+    tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    proc = start_server(tiny_model_dir, port, log)
-    state = {"proc": proc, "port": port, "url": f"http://127.0.0.1:{port}", "log": log}
+    extra = ("--data", str(synth_data), *SERVER_EXTRA)
+    proc = start_server(tiny_model_dir, port, log, *extra)
+    state = {
+        "proc": proc,
+        "port": port,
+        "url": f"http://127.0.0.1:{port}",
+        "log": log,
+        "extra": extra,
+    }
     yield state
     stop_server(state["proc"])
 
@@ -105,10 +120,58 @@ def test_run_against_server_equals_in_process(
     assert set(http) == set(local)
     for sample_id, record in http.items():
         assert record["endpoint"]
-        assert (record["outcome"], record["raw_response"]) == (
+        assert (record["outcome"], record["raw_response"], record["image_soft_tokens"]) == (
             local[sample_id]["outcome"],
             local[sample_id]["raw_response"],
+            local[sample_id]["image_soft_tokens"],
         ), sample_id
+    # the server's workers report the same engine as the in-process one, field by field
+    local_manifest = json.loads((full_run[0] / "manifest.json").read_text())
+    served, in_process = manifest["engine_provenance"], local_manifest["engine_provenance"]
+    assert served["batch_invariant"] is False and served["dtype"] == "float32"
+    assert served == in_process
+
+
+def test_requests_carry_file_urls_and_every_transfer_gives_the_same_answers(
+    server, full_run, tiny_model_dir, synth_data, tmp_path
+):
+    """Against the local `serve --data`, requests carry file:// URLs (the server decodes the
+    file itself); --image-transfer bytes (the file's own bytes) and reencode (the decode and
+    PNG re-encode of before) give the same outcomes and raw answers as in-process."""
+    local = records(full_run[0])
+    for transfer, path in (
+        ("auto", "file-url"),
+        ("bytes", "file-bytes"),
+        ("reencode", "reencoded"),
+    ):
+        out = tmp_path / transfer
+        args = run_args(tiny_model_dir, synth_data, out, "--endpoint", server["url"])
+        proc = run_cli([*args, "--image-transfer", transfer])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        session = json.loads((out / "manifest.json").read_text())["sessions"][-1]
+        assert session["images"]["input"] == "file" and session["images"]["uuids"] is True
+        assert session["images"]["paths"] == {path: 48}, (transfer, session["images"])
+        assert session["frontend"]["file_root"] == str(synth_data.resolve())
+        for sample_id, record in records(out).items():
+            assert (record["outcome"], record["raw_response"]) == (
+                local[sample_id]["outcome"],
+                local[sample_id]["raw_response"],
+            ), (transfer, sample_id)
+
+
+def test_every_api_server_process_has_the_routes(server):
+    """`--api-servers 2`: two API-server processes share the port; each answers our routes."""
+    pids = set()
+    for _ in range(40):
+        with httpx.Client() as client:  # a fresh connection each time: the kernel spreads them
+            media = client.get(server["url"] + "/screenspot/media", timeout=30).json()
+            report = client.get(server["url"] + "/screenspot/embedder", timeout=30)
+        assert report.status_code == 200 and report.json()["config_variant"] == "pre"
+        assert media["allowed_local_media_path"] and media["root_id"]
+        pids.add(media["pid"])
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, pids
 
 
 def test_labelling_a_pre_server_post_is_refused(server, tiny_model_dir, synth_data, tmp_path):
@@ -118,6 +181,24 @@ def test_labelling_a_pre_server_post_is_refused(server, tiny_model_dir, synth_da
     assert proc.returncode == EXIT_BACKEND_FAILURE
     assert "embedder check failed" in proc.stderr
     assert not (tmp_path / "wrong" / "predictions.jsonl").exists()
+
+
+def test_server_reports_its_engine_provenance_from_inside_the_workers(server):
+    provenance = httpx.get(server["url"] + "/screenspot/engine", timeout=30).json()
+    assert provenance["batch_invariant"] is False and provenance["workers"] == 1
+    assert provenance["dtype"] == "float32" and provenance["image_token_id"] == 7
+
+
+def test_asking_a_server_without_batch_invariance_for_it_is_refused(
+    server, tiny_model_dir, synth_data, tmp_path
+):
+    """Read back from the server's workers before any sample: the server runs without it."""
+    out = tmp_path / "bi"
+    args = run_args(tiny_model_dir, synth_data, out, "--endpoint", server["url"])
+    proc = run_cli([*args, "--batch-invariant"])
+    assert proc.returncode == EXIT_BACKEND_FAILURE, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "VLLM_BATCH_INVARIANT is off" in proc.stderr
+    assert not (out / "predictions.jsonl").exists() or not (out / "predictions.jsonl").read_text()
 
 
 def test_serve_refuses_a_public_host(tiny_model_dir):
@@ -146,7 +227,7 @@ def test_server_killed_mid_run_then_resume(server, full_run, tiny_model_dir, syn
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
 
-    server["proc"] = start_server(tiny_model_dir, server["port"], server["log"])
+    server["proc"] = start_server(tiny_model_dir, server["port"], server["log"], *server["extra"])
     resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     lines = predictions.read_text().splitlines()

@@ -73,3 +73,44 @@ def test_other_paths_pass_through_untouched() -> None:
         return "next"
 
     assert asyncio.run(server_route.embedder_report_route(req, passed_on)) == "next"
+
+
+class EngineWithConfig(Engine):
+    """An engine client whose workers answer the provenance probe, with a resolved config."""
+
+    vllm_config = SimpleNamespace(
+        model_config=SimpleNamespace(
+            dtype="torch.float32",
+            quantization=None,
+            enforce_eager=False,
+            max_model_len=2048,
+            hf_config=SimpleNamespace(image_token_id=7),
+        ),
+        scheduler_config=SimpleNamespace(
+            max_num_seqs=1, enable_chunked_prefill=True, max_num_batched_tokens=2048
+        ),
+        cache_config=SimpleNamespace(cache_dtype="auto", enable_prefix_caching=True),
+        compilation_config=SimpleNamespace(mode=None, cudagraph_mode=None),
+        parallel_config=SimpleNamespace(
+            tensor_parallel_size=1, pipeline_parallel_size=1, data_parallel_size=1
+        ),
+    )
+
+    async def collective_rpc(self, method: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        assert method == "apply_model" and args[0].__name__ == "worker_provenance"
+        worker = {"batch_invariant": True, "vllm_version": "0.32.0", "vllm_build": "cpu"}
+        return [{**worker, "pid": 11}, {**worker, "pid": 12}]  # two workers that agree
+
+
+@pytest.mark.parametrize("configured", [None, "s3cret"])
+def test_the_engine_route_obeys_the_same_key(configured: Any) -> None:
+    req = request(header=None, api_key=configured)
+    req.url.path = server_route.ENGINE_ROUTE
+    req.app.state.engine_client = EngineWithConfig()
+    if configured:
+        assert call(req)[0] == 401
+        req.headers = {"authorization": "Bearer s3cret"}
+    status, body = call(req)
+    assert status == 200, body
+    assert (body["batch_invariant"], body["dtype"], body["workers"]) == (True, "float32", 2)
+    assert body["image_token_id"] == 7 and "pid" not in body

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import EmbedderReport
+from screenspot_eval.data.images import ImageFile
 from screenspot_eval.errors import BackendFailure
 
 
@@ -42,6 +44,15 @@ class GroundingRequest:
     image_budget: int | None = None
     """Soft tokens this request's image gets; a backend whose engine was started with another
     budget applies it per request (one engine for a whole budget sweep)."""
+    image_file: ImageFile | None = None
+    """The screenshot on disk (checked, not decoded), for backends that send files: then
+    ``image`` is None unless the harness decoded it anyway."""
+    image_uuid: str | None = None
+    """A stable id of exactly the pixels the engine gets (file sha256, budget, preparation):
+    vLLM keys its caches on it instead of hashing the pixels."""
+    image_path: str | None = None
+    """How the image was prepared: ``prepared`` (resized to the processor's size in the
+    decode pool), ``original`` (decoded, sent as is), or ``file`` (the backend sends the file)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,11 @@ class Completion:
     completion_tokens: int | None = None
     attempts: int = 1
     endpoint: str | None = None
+    image_soft_tokens: int | None = None
+    """Image placeholder tokens in the prompt the engine ran (None: the backend cannot tell)."""
+    image_path: str | None = None
+    """How the image reached the engine (``prepared``, ``original``, ``file-url``,
+    ``file-bytes``, ``reencoded``); None: the request's own ``image_path``."""
 
     @property
     def ok(self) -> bool:
@@ -75,6 +91,11 @@ class Backend(Protocol):
     @property
     def report(self) -> EmbedderReport:
         """The embedder the backend really runs, as its engine reports it."""
+        ...
+
+    @property
+    def provenance(self) -> EngineProvenance | None:
+        """What the engine resolved that can change outcomes (None: it cannot say)."""
         ...
 
     def generate(

@@ -16,6 +16,7 @@ from screenspot_eval.backends.base import (
     GroundingRequest,
     SamplingSettings,
 )
+from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import EmbedderReport, unverified_report
 
 Answer = Callable[[GroundingRequest], str]
@@ -45,6 +46,8 @@ class ScriptedBackend:
         answer: Answer,
         *,
         report: EmbedderReport | None = None,
+        provenance: EngineProvenance | None = None,
+        image_soft_tokens: int | None = None,
         die_after: int | None = None,
         die_with: type[BaseException] = BackendError,
         fail_ids: Iterable[str] = (),
@@ -53,6 +56,8 @@ class ScriptedBackend:
     ):
         self.answer = answer
         self._report = report or unverified_report("none (scripted backend)")
+        self._provenance = provenance
+        self.image_soft_tokens = image_soft_tokens
         self.die_after = die_after
         self.die_with = die_with
         self.fail_ids = set(fail_ids)
@@ -66,12 +71,17 @@ class ScriptedBackend:
     def report(self) -> EmbedderReport:
         return self._report
 
+    @property
+    def provenance(self) -> EngineProvenance | None:
+        """The provenance it was given (a script has no engine: None by default)."""
+        return self._provenance
+
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
         for done, request in enumerate(requests):
             if self.die_after is not None and done >= self.die_after:
-                raise self.die_with(f"engine died after {done} requests (scripted)")
+                raise self.die_with(f"backend died (scripted): engine died after {done} requests")
             if self.check is not None:
                 self.check(request)
             self.requested.append(request.sample_id)
@@ -80,7 +90,13 @@ class ScriptedBackend:
                 yield Completion(request.sample_id, None, error=self.fail_error, attempts=3)
                 continue
             text = self.answer(request)
-            yield Completion(request.sample_id, text, latency_s=0.01, completion_tokens=9)
+            yield Completion(
+                request.sample_id,
+                text,
+                latency_s=0.01,
+                completion_tokens=9,
+                image_soft_tokens=self.image_soft_tokens,
+            )
 
     def close(self) -> None:
         self.closed = True

@@ -87,6 +87,16 @@ EnforceEagerOpt = Annotated[
         "--enforce-eager/--no-enforce-eager", help="Disable graph capture.", rich_help_panel=ENGINE
     ),
 ]
+BatchInvariantOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--batch-invariant/--no-batch-invariant",
+        help="vLLM's batch-invariant mode (VLLM_BATCH_INVARIANT=1 in every engine process): "
+        "outcomes that do not depend on batch composition, at a speed cost; checked inside "
+        "the workers before any sample runs.",
+        rich_help_panel=ENGINE,
+    ),
+]
 MaxSoftTokensOpt = Annotated[
     int | None,
     typer.Option(
@@ -224,6 +234,35 @@ ConcurrencyOpt = Annotated[
     int | None,
     typer.Option(
         "--concurrency", min=1, help="Requests in flight per endpoint.", rich_help_panel=RUNTIME
+    ),
+]
+ImagePrepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-prep",
+        help="auto (default): in-process, resize screenshots in the decode pool to the size "
+        "Gemma 4's processor uses, where a self-check proves identical pixel_values; off: "
+        "send every screenshot as decoded.",
+        rich_help_panel=RUNTIME,
+    ),
+]
+ImageUuidsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--image-uuids/--no-image-uuids",
+        help="Give every image a stable uuid (file sha256, budget, preparation) so vLLM does "
+        "not hash its pixels (default on).",
+        rich_help_panel=RUNTIME,
+    ),
+]
+ImageTransferOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-transfer",
+        help="Against servers: auto (file:// where the server reads the dataset, else the "
+        "file's bytes, else a PNG re-encode), bytes (never file://), reencode (always decode "
+        "and re-encode).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 ImageWorkersOpt = Annotated[
@@ -388,6 +427,7 @@ ENGINE = (
     Opt("data_parallel_size", DataParallelOpt, ("engine.data_parallel_size",)),
     Opt("distributed_executor_backend", ExecutorOpt, ("engine.distributed_executor_backend",)),
     Opt("enforce_eager", EnforceEagerOpt, ("engine.enforce_eager",)),
+    Opt("batch_invariant", BatchInvariantOpt, ("engine.batch_invariant",)),
     Opt("engine_arg", EngineArgOpt),  # expanded by engine_arg_overrides
 )
 DATA_OPTIONS = (
@@ -414,6 +454,9 @@ CLIENT = (
     Opt("api_key", ApiKeyOpt, ("runtime.api_key",)),
     Opt("concurrency", ConcurrencyOpt, ("runtime.concurrency",)),
     Opt("image_workers", ImageWorkersOpt, ("runtime.image_workers",)),
+    Opt("image_prep", ImagePrepOpt, ("runtime.image_prep",)),
+    Opt("image_uuids", ImageUuidsOpt, ("runtime.image_uuids",)),
+    Opt("image_transfer", ImageTransferOpt, ("runtime.image_transfer",)),
     Opt("verbose", VerboseOpt, ("runtime.verbose",)),
 )
 #: Everything ``run`` takes; ``compare`` and ``sweep`` take the same but the variant/endpoint.

@@ -14,6 +14,7 @@ from screenspot_eval.cli.handling import print_json
 from screenspot_eval.cli.options import Given, with_options
 
 SERVE = "Server"
+API_SERVERS_AUTO_HELP = "one per 2 cores beyond 4, at most 4 (1 on 2 cores)"
 
 
 @with_options(o.CONFIG_FILE, o.MODEL, o.VARIANT, o.ENGINE)
@@ -39,6 +40,34 @@ def serve(
         bool, typer.Option("--print-command", help="Print the server command and exit.")
     ] = False,
     print_config: o.PrintConfigOpt = False,
+    api_servers: Annotated[
+        str,
+        typer.Option(
+            "--api-servers",
+            help="API-server processes in front of the engine (vLLM's --api-server-count): "
+            "each renders and preprocesses requests on its own core. auto: "
+            f"{API_SERVERS_AUTO_HELP}.",
+            rich_help_panel=SERVE,
+        ),
+    ] = "auto",
+    media_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-local-media-path",
+            help="Let the server read images from this folder itself (file:// URLs); a local "
+            "`run --endpoint` then sends paths instead of image bytes.",
+            rich_help_panel=SERVE,
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="The dataset the clients will evaluate (folder, parquet or hub id): its root "
+            "becomes --allowed-local-media-path.",
+            rich_help_panel=SERVE,
+        ),
+    ] = None,
 ) -> None:
     """Serve a Gemma 4 model with the pre, post or native embedder and prove which one runs.
 
@@ -56,7 +85,15 @@ def serve(
 
     settings = given.resolve().engine
     check_host(host, allow_remote)
-    command = server_command(settings, python=sys.executable, host=host, port=port)
+    servers = api_server_count(api_servers)
+    root = media_root(media_path, data)
+    if root is not None:
+        settings = settings.model_copy(
+            update={"extra": {**settings.extra, "allowed_local_media_path": str(root)}}
+        )
+    command = server_command(
+        settings, python=sys.executable, host=host, port=port, api_server_count=servers
+    )
     if print_config:
         print_json(
             {
@@ -77,4 +114,46 @@ def serve(
         log_path=log,
         allow_remote=allow_remote,
         echo=lambda line: typer.echo(line, color=False),
+        api_servers=servers,
     )
+
+
+def api_server_count(value: str) -> int | None:
+    """``--api-servers``: a number, or ``auto`` (None: vLLM's default, one)."""
+    import os
+
+    from screenspot_eval.errors import UserError
+
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        count = max(1, min(4, ((cores or 1) - 4) // 2))
+        return count if count > 1 else None
+    try:
+        count = int(value)
+    except ValueError:
+        raise UserError(f"--api-servers must be a number or auto, not {value!r}") from None
+    if count < 1:
+        raise UserError("--api-servers must be at least 1")
+    return count
+
+
+def media_root(path: Path | None, data: str | None) -> Path | None:
+    """The folder the server may read images from: ``--allowed-local-media-path``, or the
+    root of ``--data`` (for a hub snapshot, the repository folder holding its ``blobs/``)."""
+    import os
+
+    from screenspot_eval.errors import UserError
+
+    if path is not None and data is not None:
+        raise UserError("give --allowed-local-media-path or --data, not both")
+    if path is not None:
+        if not path.is_dir():
+            raise UserError(f"--allowed-local-media-path {path} is not a folder")
+        return path.resolve()
+    if data is None:
+        return None
+    from screenspot_eval.data.paths import trusted_roots
+    from screenspot_eval.data.source import load_dataset_source
+
+    roots = trusted_roots(load_dataset_source(data).root)
+    return Path(os.path.commonpath([str(r) for r in roots]))

@@ -10,17 +10,23 @@ one bad file never ends a run and is recorded rather than skipped.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from screenspot_eval.data.errors import DatasetError, ImageLoadError
 from screenspot_eval.data.paths import resolve_image_path, trusted_roots
+from screenspot_eval.data.png import read_png_facts
 from screenspot_eval.data.sample import Sample
 
 ImageResult = Image.Image | ImageLoadError
+Loader = Callable[[Sample, Path, tuple[Path, ...]], Any]
+"""What the pool runs per screenshot: ``(sample, root, trusted roots) -> result or
+ImageLoadError`` (default :func:`decode_image`; a caller can decode and prepare in one go)."""
 
 
 def decode_image(sample: Sample, root: Path, roots: tuple[Path, ...] | None = None) -> ImageResult:
@@ -66,27 +72,103 @@ def decode_image(sample: Sample, root: Path, roots: tuple[Path, ...] | None = No
         return failure(f"cannot decode {sample.img_filename}: {type(error).__name__}: {error}")
 
 
+@dataclass(frozen=True)
+class ImageFile:
+    """A screenshot checked without decoding it, for a backend that sends files, not pixels.
+
+    ``path`` is absolute and inside the dataset; ``passthrough`` says that the file's own bytes
+    decode (in vLLM's media loader) to exactly the pixels :func:`decode_image` gives, else
+    ``blockers`` says why not (then the file must be decoded and re-encoded).
+    """
+
+    path: str
+    width: int
+    height: int
+    passthrough: bool
+    blockers: tuple[str, ...] = ()
+
+
+def inspect_image(
+    sample: Sample, root: Path, roots: tuple[Path, ...] | None = None
+) -> ImageFile | ImageLoadError:
+    """:func:`decode_image`'s checks (path inside the dataset, size = ``img_size``, no
+    decompression bomb) on the header only, plus whether the file can pass through as is."""
+
+    def failure(reason: str) -> ImageLoadError:
+        return ImageLoadError(
+            reason, file=sample.source_file, sample_id=sample.id, field="img_filename"
+        )
+
+    try:
+        path = resolve_image_path(
+            root,
+            sample.img_filename,
+            sample_id=sample.id,
+            source_file=sample.source_file,
+            roots=roots,
+        )
+        with Image.open(path) as image:
+            width, height = image.size
+            image_format = image.format
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            return failure(
+                f"decompression bomb refused: {sample.img_filename} is {width}x{height}, "
+                f"over the {limit}-pixel limit"
+            )
+        if (width, height) != sample.img_size:
+            return failure(
+                f"{sample.img_filename} is {width}x{height} but img_size says "
+                f"{sample.width}x{sample.height}"
+            )
+    except DatasetError as error:
+        return failure(error.reason)
+    except Image.DecompressionBombError as error:
+        return failure(f"decompression bomb refused: {sample.img_filename}: {error}")
+    except Exception as error:  # an unreadable header must become a per-sample record
+        return failure(f"cannot decode {sample.img_filename}: {type(error).__name__}: {error}")
+    facts = read_png_facts(path) if image_format == "PNG" else None
+    if facts is None:
+        blockers: tuple[str, ...] = (f"format {image_format} (only PNG passes through)",)
+    else:
+        blockers = facts.blockers
+    return ImageFile(str(path.resolve()), width, height, not blockers, blockers)
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """The file's pixels as :func:`decode_image` gives them (RGB, alpha dropped)."""
+    with Image.open(path) as image:
+        image.load()
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def iter_images(
-    samples: Iterable[Sample], root: Path, *, workers: int = 2, prefetch: int = 4
-) -> Iterator[tuple[Sample, ImageResult]]:
+    samples: Iterable[Sample],
+    root: Path,
+    *,
+    workers: int = 2,
+    prefetch: int = 4,
+    load: Loader = decode_image,
+) -> Iterator[tuple[Sample, Any]]:
     """Yield ``(sample, image_or_error)`` lazily, in the order of ``samples``.
 
     At most ``prefetch`` samples are decoded ahead of the consumer. Consecutive samples that
     share a screenshot share one decode and the same image object: treat images as read-only.
-    Closing the iterator early cancels the queued decodes.
+    Closing the iterator early cancels the queued decodes. ``load`` replaces the decode (it
+    runs in the pool's threads and must return an :class:`ImageLoadError` rather than raise).
     """
     if workers < 1 or prefetch < 1:
         raise ValueError("workers and prefetch must be >= 1")
     roots = trusted_roots(root)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="screenspot-image")
-    pending: deque[tuple[Sample, Future[ImageResult]]] = deque()
-    previous: tuple[str, Future[ImageResult]] | None = None
+    pending: deque[tuple[Sample, Future[Any]]] = deque()
+    previous: tuple[str, Future[Any]] | None = None
     try:
         for sample in samples:
             if previous is not None and previous[0] == sample.img_filename:
                 future = previous[1]
             else:
-                future = pool.submit(decode_image, sample, root, roots)
+                future = pool.submit(load, sample, root, roots)
                 previous = (sample.img_filename, future)
             pending.append((sample, future))
             if len(pending) >= prefetch:

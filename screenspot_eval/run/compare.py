@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from screenspot_eval.backends.provenance import provenance_differences
 from screenspot_eval.backends.variant import SWITCHABLE, Variant
 from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
@@ -76,7 +77,12 @@ def _load(run_dir: Path) -> tuple[Manifest, Any]:
 
 
 def settings_differences(a: Manifest, b: Manifest) -> list[str]:
-    """Everything but the variant that differs between two manifests."""
+    """Everything but the variant that differs between two manifests and can change outcomes:
+    the outcome settings, prompt, data and image budget, and the engine provenance fields of
+    :data:`~screenspot_eval.backends.provenance.OUTCOME_FIELDS` (dtype, vLLM version, commit
+    and build, torch, transformers, device, attention backend, batch invariance, compilation
+    and CUDA-graph mode, eager, chunked prefill, tensor/pipeline split). The other provenance
+    fields (max_num_seqs, prefix caching, ...) are listed by :func:`provenance_notes` only."""
 
     def comparable(m: Manifest) -> dict[str, Any]:
         settings = json.loads(json.dumps(m.outcome_settings))
@@ -90,7 +96,28 @@ def settings_differences(a: Manifest, b: Manifest) -> list[str]:
             "image_budget": m.image_budget,
         }
 
-    return diff_settings(comparable(a), comparable(b))
+    engine = provenance_differences(a.engine_provenance, b.engine_provenance)
+    changed = [d.describe() for d in engine if d.changes_outcomes]
+    return diff_settings(comparable(a), comparable(b)) + changed
+
+
+def provenance_notes(a: Manifest, b: Manifest) -> list[str]:
+    """Report notes for the provenance differences that do not refuse a comparison, and for a
+    side whose engine did not report its provenance."""
+    notes = []
+    listed = [
+        d.describe()
+        for d in provenance_differences(a.engine_provenance, b.engine_provenance)
+        if not d.changes_outcomes
+    ]
+    if listed:
+        notes.append(
+            "Engine provenance differs in scheduling or caching only: " + "; ".join(listed)
+        )
+    unknown = [name for name, m in (("A", a), ("B", b)) if m.engine_provenance is None]
+    if unknown:
+        notes.append(f"Engine provenance unknown for {' and '.join(unknown)}: not compared")
+    return notes
 
 
 def compare_runs(
@@ -123,6 +150,7 @@ def compare_runs(
         )
     if differences:
         notes.append("Settings differ (allowed by --allow-mismatch): " + "; ".join(differences))
+    notes.extend(provenance_notes(manifest_a, manifest_b))
     for name, manifest in ((run_a, manifest_a), (run_b, manifest_b)):
         if manifest.status != "complete":
             notes.append(f"{name} is not complete (status {manifest.status})")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,12 +52,22 @@ class PromptSettings(BaseModel):
     convention: CoordinateConvention | None = None  # None: the template's own
 
 
+def default_image_workers() -> int:
+    """Half the cores this process may use, at least 2 and at most 8: the pool decodes and
+    prepares every screenshot (about 60 ms of CPU at 4K) beside vLLM's front-end thread."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(2, min(8, (cores or 2) // 2))
+
+
 class RuntimeSettings(BaseModel):
     """How the harness runs; never changes an outcome, so not fingerprinted."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    image_workers: int = Field(default=2, ge=1)
+    image_workers: int = Field(default_factory=lambda: default_image_workers(), ge=1)
+    """Decode (and preparation) threads: half the usable cores, 2 to 8."""
     prefetch: int = Field(default=8, ge=1)
     window: int | None = Field(default=None, ge=1)  # requests in the engine at once
     order_seed: int | None = None  # shuffle the sample order with this seed (None: data order)
@@ -68,6 +78,14 @@ class RuntimeSettings(BaseModel):
     request_timeout_s: float = 300.0
     max_retries: int = Field(default=4, ge=0)
     verbose: bool = False  # vLLM's logs on the terminal too (they always go to vllm.log)
+    image_prep: Literal["auto", "off"] = "auto"
+    """In-process: resize screenshots in the decode pool to the processor's size where its
+    self-check proves identical ``pixel_values`` (auto), or send every image as decoded."""
+    image_uuids: bool = True  # a stable uuid per image, so vLLM does not hash pixels
+    image_transfer: Literal["auto", "bytes", "reencode"] = "auto"
+    """Against servers: auto = a file:// URL where the server reads the dataset itself, else
+    the file's own bytes (base64), else (not an RGB PNG) a decode and PNG re-encode; bytes =
+    never file://; reencode = always decode and re-encode (the path before issue 16)."""
 
 
 class RunConfig(BaseModel):

@@ -66,4 +66,5 @@ def build_record(
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
         endpoint=completion.endpoint,
+        image_soft_tokens=completion.image_soft_tokens,
     )

@@ -15,6 +15,7 @@ from screenspot_eval.data.select import Language, instruction_for
 from screenspot_eval.protocol.coords import CoordinateConvention, gemma4_sent_size
 from screenspot_eval.protocol.prompts import PromptTemplate, render_messages
 from screenspot_eval.run.grading import build_record
+from screenspot_eval.run.images import ImagePlan, LoadedImage, plan_images
 from screenspot_eval.store.records import PredictionRecord
 
 
@@ -30,7 +31,14 @@ class PipelineSpec:
     image_budget: int | None  # soft tokens per image, for the ``xy-pixels-sent`` convention
 
 
-def make_request(sample: Sample, image: object, spec: PipelineSpec) -> GroundingRequest:
+def make_request(
+    sample: Sample,
+    image: object,
+    spec: PipelineSpec,
+    *,
+    loaded: LoadedImage | None = None,
+    uuid: str | None = None,
+) -> GroundingRequest:
     instruction = instruction_for(sample, spec.language) or ""
     return GroundingRequest(
         sample_id=sample.id,
@@ -39,6 +47,9 @@ def make_request(sample: Sample, image: object, spec: PipelineSpec) -> Grounding
         chat_template_kwargs=dict(spec.template.chat_template_kwargs),
         structured_regex=spec.template.structured_regex,
         image_budget=spec.image_budget,
+        image_file=loaded.image_file if loaded else None,
+        image_uuid=uuid,
+        image_path=loaded.path if loaded else None,
     )
 
 
@@ -67,22 +78,32 @@ def evaluate_samples(
     on_record: Callable[[PredictionRecord], None],
     image_workers: int = 2,
     prefetch: int = 8,
-) -> None:
+    images: ImagePlan | None = None,
+) -> ImagePlan:
     """Run ``samples`` through ``backend``; ``on_record`` gets each record as it finishes.
 
-    Screenshots are decoded ahead in threads; one that cannot be decoded becomes a ``failed``
-    record with the reason (it is retried on resume, and counted apart from wrong answers).
-    Exceptions from the backend propagate after every finished record was handed over.
+    Screenshots are decoded (and prepared, see :mod:`screenspot_eval.run.images`) ahead in
+    threads; one that cannot be decoded becomes a ``failed`` record with the reason (it is
+    retried on resume, and counted apart from wrong answers). Exceptions from the backend
+    propagate after every finished record was handed over. Returns the image plan with what
+    it counted (paths taken, decode and preparation time).
     """
     by_id = {s.id: s for s in samples}
     unreadable: deque[tuple[Sample, ImageLoadError]] = deque()
+    plan = images or plan_images(backend, samples, budget=spec.image_budget, hashes=None)
+    requested: dict[str, str] = {}
 
     def requests() -> Iterator[GroundingRequest]:
-        for sample, image in iter_images(samples, root, workers=image_workers, prefetch=prefetch):
-            if isinstance(image, ImageLoadError):
-                unreadable.append((sample, image))
+        stream = iter_images(
+            samples, root, workers=image_workers, prefetch=prefetch, load=plan.load
+        )
+        for sample, loaded in stream:
+            if isinstance(loaded, ImageLoadError):
+                unreadable.append((sample, loaded))
                 continue
-            yield make_request(sample, image, spec)
+            requested[sample.id] = loaded.path
+            uuid = plan.uuid_for(sample, loaded)
+            yield make_request(sample, loaded.image, spec, loaded=loaded, uuid=uuid)
 
     def flush_unreadable() -> None:
         while unreadable:
@@ -93,6 +114,10 @@ def evaluate_samples(
     try:
         for completion in backend.generate(requests(), spec.sampling):
             flush_unreadable()
+            asked = requested.pop(completion.sample_id, None)
+            path = completion.image_path or asked
+            plan.stats.took(completion.sample_id, path)
             on_record(to_record(by_id[completion.sample_id], completion, spec))
     finally:
         flush_unreadable()
+    return plan

@@ -24,7 +24,8 @@ from typing import Any
 from tqdm import tqdm
 
 from screenspot_eval.backends.base import Backend, BackendError
-from screenspot_eval.backends.variant import check_variant
+from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
+from screenspot_eval.backends.variant import VariantMismatchError, check_variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings
 from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
 from screenspot_eval.data.sample import Sample
@@ -34,6 +35,7 @@ from screenspot_eval.errors import RunAborted, UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings
+from screenspot_eval.run.images import plan_images
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
 from screenspot_eval.store.manifest import (
     MANIFEST_VERSION,
@@ -83,6 +85,7 @@ def default_backend(config: RunConfig) -> Backend:
                 concurrency_per_endpoint=runtime.concurrency,
                 timeout_s=runtime.request_timeout_s,
                 max_retries=runtime.max_retries,
+                image_transfer=runtime.image_transfer,
             )
         )
     from screenspot_eval.backends.vllm.engine import VllmEngine
@@ -300,12 +303,24 @@ def _run_backend(
     try:
         with sigterm_as_interrupt():
             say(quiet, f"{config.engine.norm}: {_backend_note(config, run.path)}")
-            backend = backend_factory(config)
-            report = backend.report
-            manifest.engine_report = report.model_dump(mode="json")
-            manifest.effective_variant = report.effective_variant
-            check_variant(config.engine.norm, report)
+            try:
+                backend = backend_factory(config)
+                report = backend.report
+                manifest.engine_report = report.model_dump(mode="json")
+                manifest.effective_variant = report.effective_variant
+                check_variant(config.engine.norm, report)
+            except VariantMismatchError as exc:
+                raise VariantMismatchError(
+                    f"embedder check failed, nothing was evaluated: {exc}"
+                ) from exc
             say(quiet, f"{config.engine.norm}: embedder verified: {report.effective_variant}")
+            provenance = getattr(backend, "provenance", None)
+            check_batch_invariance(config.engine.batch_invariant, provenance)
+            if session.resumed_from:
+                check_same_engine(manifest.engine_provenance, provenance)
+            manifest.engine_provenance = provenance and provenance.model_dump(mode="json")
+            if config.engine.batch_invariant:
+                say(quiet, f"{config.engine.norm}: batch-invariant mode verified in the workers")
             session.load_s = round(time.perf_counter() - load_start, 3)
             run.write_manifest(manifest)
             spec = PipelineSpec(
@@ -316,6 +331,16 @@ def _run_backend(
                 variant=report.effective_variant,
                 image_budget=budget,
             )
+            images = plan_images(
+                backend,
+                todo,
+                budget=budget,
+                hashes=manifest.dataset.files,
+                prepare=config.runtime.image_prep == "auto",
+                uuids=config.runtime.image_uuids,
+            )
+            session.images = images.to_record()  # the preparation's self-check, before any sample
+            run.write_manifest(manifest)
             eval_start = time.perf_counter()
             bar = tqdm(total=len(todo), unit="sample", disable=quiet, desc=config.engine.norm)
 
@@ -335,8 +360,12 @@ def _run_backend(
                 on_record=on_record,
                 image_workers=config.runtime.image_workers,
                 prefetch=config.runtime.prefetch,
+                images=images,
             )
             seconds = time.perf_counter() - eval_start
+            session.images = images.to_record()
+            if callable(getattr(backend, "frontend_stats", None)):
+                session.frontend = backend.frontend_stats()
             session.samples = done
             session.eval_s = round(seconds, 3)
             session.samples_per_s = round(done / seconds, 3) if seconds > 0 else None

@@ -116,14 +116,21 @@ class Session(BaseModel):
     eval_s: float | None = _until_known()
     samples_per_s: float | None = _until_known()
     engine_idle_s: float | None = _until_known()
+    images: dict[str, Any] | None = _until_known()
+    """How screenshots reached the backend: decoded or as files, uuids, the preparation's
+    plan and self-check per size, the paths taken (sample ids of all but the most common)."""
+    frontend: dict[str, Any] | None = _until_known()
+    """Where the front end's time went: window, enqueue cost per request, waits for images,
+    steps with work queued beyond the batch, processor cache size."""
     error: str | None = _until_known()
 
 
 class Manifest(BaseModel):
     """Everything needed to reproduce a run and to tell how far it got.
 
-    ``config`` is the full ``RunConfig`` as JSON and ``engine_report`` the engine's
-    ``EmbedderReport`` as JSON: both are defined above the store, which keeps them as recorded.
+    ``config`` is the full ``RunConfig`` as JSON, ``engine_report`` the engine's
+    ``EmbedderReport`` and ``engine_provenance`` its ``EngineProvenance`` as JSON: all are
+    defined above the store, which keeps them as recorded.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -143,6 +150,9 @@ class Manifest(BaseModel):
     requested_variant: str
     effective_variant: str | None = _until_known()
     engine_report: dict[str, Any] | None = _until_known()
+    engine_provenance: dict[str, Any] | None = _until_known()
+    """What the engine resolved that can change outcomes (``EngineProvenance`` as JSON): dtype,
+    vLLM version/build, attention backend, compilation, caches, batch invariance, ..."""
     dataset: DatasetEntry
     exclusions: list[Exclusion] = Field(default_factory=list)
     environment: Environment

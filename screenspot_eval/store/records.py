@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.scoring import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``image_soft_tokens``; version 1 records read as before (the field is None)."""
 
 
 class PredictionRecord(BaseModel):
@@ -53,6 +54,8 @@ class PredictionRecord(BaseModel):
     prompt_tokens: int | None
     completion_tokens: int | None
     endpoint: str | None = None
+    image_soft_tokens: int | None = None
+    """Image placeholder tokens in the prompt the engine ran (None: unknown, or version 1)."""
 
     @property
     def finished(self) -> bool:

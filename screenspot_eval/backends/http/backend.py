@@ -18,6 +18,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,6 +30,14 @@ from screenspot_eval.backends.base import (
     Completion,
     GroundingRequest,
     SamplingSettings,
+)
+from screenspot_eval.backends.http.media import (
+    MediaAccess,
+    Transfer,
+    fetch_media_info,
+    image_content,
+    media_access,
+    shared_root,
 )
 from screenspot_eval.backends.http.payload import (
     ImageFormat,
@@ -47,10 +58,12 @@ from screenspot_eval.backends.http.server import (
     agreed_report,
     auth_headers,
     endpoint_report,
+    fetch_engine_provenance,
     fetch_server_report,
     served_models,
     wait_until_healthy,
 )
+from screenspot_eval.backends.provenance import EngineProvenance, agreed_provenance
 from screenspot_eval.backends.variant import EmbedderReport
 
 __all__ = [
@@ -78,6 +91,7 @@ class HttpSettings(BaseModel):
     backoff_s: float = Field(default=0.5, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
     image_format: ImageFormat = "png"
+    image_transfer: Transfer = "auto"  # see backends.http.media
 
     @field_validator("endpoints")
     @classmethod
@@ -91,13 +105,22 @@ class HttpSettings(BaseModel):
 class HttpBackend:
     """The :class:`~screenspot_eval.backends.base.Backend` for running vLLM servers."""
 
+    image_input = "file"  # the pipeline hands over checked files; the server decodes them
+
     def __init__(self, settings: HttpSettings):
         self.settings = settings
+        self._media: dict[str, MediaAccess] | None = None
+        self._media_root: Path | None = None
+        self._image_paths: dict[str, str] = {}
+        self._image_s = 0.0
+        self._image_n = 0
         self._report: EmbedderReport | None = None
+        self._provenance: tuple[EngineProvenance | None] | None = None
         self._model: str | None = settings.model
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: EndpointPool | None = None
+        self._image_token_id: int | None = None  # known from the servers' provenance
 
     @property
     def report(self) -> EmbedderReport:
@@ -107,6 +130,19 @@ class HttpBackend:
             reports = {url: endpoint_report(url, s.api_key, s.timeout_s) for url in s.endpoints}
             self._report = agreed_report(reports)
         return self._report
+
+    @property
+    def provenance(self) -> EngineProvenance | None:
+        """Every endpoint's engine provenance (``GET /screenspot/engine``); None when the
+        servers have no such route (plain ``vllm serve``: unknown). Endpoints whose engines
+        could answer differently are refused."""
+        if self._provenance is None:
+            s = self.settings
+            reports = {
+                url: fetch_engine_provenance(url, s.api_key, s.timeout_s) for url in s.endpoints
+            }
+            self._provenance = (agreed_provenance(reports),)
+        return self._provenance[0]
 
     @property
     def served_model(self) -> str:
@@ -128,6 +164,9 @@ class HttpBackend:
     ) -> Iterator[Completion]:
         """Yield a completion per request as they finish; raise when every server is gone."""
         model = self.served_model
+        provenance = self.provenance
+        self._image_token_id = provenance.image_token_id if provenance else None
+        self._media_root = shared_root(self.media_access)
         loop = self._start()
         capacity = self.settings.concurrency_per_endpoint * len(self.settings.endpoints)
         finished: queue.Queue[Future[Completion]] = queue.Queue()
@@ -159,7 +198,8 @@ class HttpBackend:
                     # Stop waiting for the rest; the ones already done still come out of the queue.
                     pending -= {f for f in pending if f.cancel()}
                     continue
-                yield completion
+                path = self._image_paths.pop(completion.sample_id, None)
+                yield replace(completion, image_path=path) if path else completion
             if abandoned:
                 raise BackendError(self._dead_message())
         finally:
@@ -173,7 +213,27 @@ class HttpBackend:
         s = self.settings
         pool = self._pool
         assert pool is not None
-        payload = await asyncio.to_thread(chat_payload, request, sampling, model, s.image_format)
+        image_token_id = self._image_token_id
+        started = time.perf_counter()
+        image_item, image_path = await asyncio.to_thread(
+            image_content,
+            request,
+            transfer=s.image_transfer,
+            root=self._media_root,
+            image_format=s.image_format,
+        )
+        self._image_s += time.perf_counter() - started
+        self._image_n += 1
+        payload = await asyncio.to_thread(
+            chat_payload,
+            request,
+            sampling,
+            model,
+            s.image_format,
+            return_token_ids=image_token_id is not None,
+            image_item=image_item,
+        )
+        self._image_paths[request.sample_id] = image_path
         sample_id = request.sample_id
         del request
         attempts = 0
@@ -199,7 +259,9 @@ class HttpBackend:
                 error = f"{endpoint.url}: {type(exc).__name__} ({str(exc) or 'no detail'})"
             else:
                 if response.status_code == 200:
-                    return parse_chat_response(response, sample_id, latency, attempts, endpoint.url)
+                    return parse_chat_response(
+                        response, sample_id, latency, attempts, endpoint.url, image_token_id
+                    )
                 error = f"{endpoint.url}: HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code != 429 and response.status_code < 500:
                     return Completion(
@@ -216,6 +278,29 @@ class HttpBackend:
                     endpoint=endpoint.url,
                 )
             await asyncio.sleep(backoff_delay(attempts, s.backoff_s, s.max_backoff_s, retry_after))
+
+    @property
+    def media_access(self) -> dict[str, MediaAccess]:
+        """Per endpoint: may requests carry ``file://`` paths, and why (or why not)."""
+        if self._media is None:
+            s = self.settings
+            self._media = {
+                url: media_access(url, fetch_media_info(url, s.api_key, min(10.0, s.timeout_s)))
+                for url in s.endpoints
+            }
+        return self._media
+
+    def frontend_stats(self) -> dict[str, Any]:
+        """The client's own image cost per request and what each server can read itself."""
+        n = self._image_n
+        return {
+            "requests": n,
+            "image_content_s": round(self._image_s, 3),
+            "image_content_ms_per_request": round(1000 * self._image_s / n, 2) if n else None,
+            "image_transfer": self.settings.image_transfer,
+            "file_root": str(self._media_root) if self._media_root else None,
+            "media_access": {url: a.reason for url, a in self.media_access.items()},
+        }
 
     def _start(self) -> asyncio.AbstractEventLoop:
         """The loop thread and one client per server, created once and kept until ``close``."""

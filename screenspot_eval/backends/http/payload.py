@@ -68,17 +68,23 @@ def chat_payload(
     sampling: SamplingSettings,
     model: str,
     image_format: ImageFormat = "png",
+    *,
+    return_token_ids: bool = False,
+    image_item: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``POST /v1/chat/completions`` body for one request.
 
     ``chat_template_kwargs`` and ``structured_outputs`` are vLLM extensions sent as top-level
     keys. ``structured_outputs: {"regex": ...}`` replaced ``guided_regex`` (removed in vLLM
     0.12); ``max_completion_tokens`` is the OpenAI name vLLM prefers over ``max_tokens``.
+    ``return_token_ids`` (vLLM extension) makes the answer carry the prompt's token ids, from
+    which the image soft tokens are counted.
     """
-    image_item = {
-        "type": "image_url",
-        "image_url": {"url": encode_image_data_url(request.image, image_format)},
-    }
+    if image_item is None:  # (see backends.http.media for files: file:// or their own bytes)
+        image_item = {
+            "type": "image_url",
+            "image_url": {"url": encode_image_data_url(request.image, image_format)},
+        }
     body: dict[str, Any] = {
         "model": model,
         "messages": _with_image(request.messages, image_item),
@@ -93,13 +99,23 @@ def chat_payload(
         body["chat_template_kwargs"] = dict(request.chat_template_kwargs)
     if sampling.structured and request.structured_regex:
         body["structured_outputs"] = {"regex": request.structured_regex}
+    if return_token_ids:
+        body["return_token_ids"] = True
     return body
 
 
 def parse_chat_response(
-    response: httpx.Response, sample_id: str, latency: float, attempts: int, url: str
+    response: httpx.Response,
+    sample_id: str,
+    latency: float,
+    attempts: int,
+    url: str,
+    image_token_id: int | None = None,
 ) -> Completion:
-    """A 200 chat completion as a Completion; an unreadable body is a recorded failure."""
+    """A 200 chat completion as a Completion; an unreadable body is a recorded failure.
+
+    With ``image_token_id`` and the prompt's token ids in the answer (``return_token_ids``),
+    the image soft tokens are counted; otherwise they are unknown (None)."""
     try:
         data: dict[str, Any] = response.json()
         text = data["choices"][0]["message"].get("content") or ""
@@ -107,6 +123,10 @@ def parse_chat_response(
         error = f"{url}: unreadable chat completion ({exc!r}): {response.text[:300]}"
         return Completion(sample_id, None, error, latency, attempts=attempts, endpoint=url)
     usage = data.get("usage") or {}
+    prompt_ids = data.get("prompt_token_ids")
+    soft_tokens = None
+    if image_token_id is not None and isinstance(prompt_ids, list):
+        soft_tokens = sum(1 for token in prompt_ids if token == image_token_id)
     return Completion(
         sample_id,
         text,
@@ -115,4 +135,5 @@ def parse_chat_response(
         completion_tokens=usage.get("completion_tokens"),
         attempts=attempts,
         endpoint=url,
+        image_soft_tokens=soft_tokens,
     )

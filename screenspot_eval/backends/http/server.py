@@ -13,6 +13,7 @@ import httpx
 
 from screenspot_eval.backends.base import BackendError
 from screenspot_eval.backends.http.payload import server_root
+from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import (
     EmbedderReport,
     VariantMismatchError,
@@ -20,6 +21,7 @@ from screenspot_eval.backends.variant import (
 )
 
 EMBEDDER_ROUTE = "/screenspot/embedder"
+ENGINE_ROUTE = "/screenspot/engine"
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -62,6 +64,27 @@ def fetch_server_report(
     except ValueError as exc:
         raise BackendError(
             f"{server_root(base_url)}{EMBEDDER_ROUTE} did not return an embedder report: {exc}"
+        ) from exc
+
+
+def fetch_engine_provenance(
+    base_url: str, api_key: str | None = None, timeout: float = 30.0
+) -> EngineProvenance | None:
+    """The engine provenance the server read in its workers; None for a plain ``vllm serve``
+    (no ``/screenspot/engine`` route: unknown)."""
+    response = _get(base_url, ENGINE_ROUTE, api_key, timeout)
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise BackendError(
+            f"{server_root(base_url)}{ENGINE_ROUTE} answered HTTP {response.status_code}: "
+            f"{response.text[:300]}"
+        )
+    try:
+        return EngineProvenance.model_validate(response.json())
+    except ValueError as exc:
+        raise BackendError(
+            f"{server_root(base_url)}{ENGINE_ROUTE} did not return an engine provenance: {exc}"
         ) from exc
 
 

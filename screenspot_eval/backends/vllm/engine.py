@@ -16,22 +16,59 @@ from screenspot_eval.backends.base import (
     GroundingRequest,
     SamplingSettings,
 )
+from screenspot_eval.backends.frontend import FrontEndStats
+from screenspot_eval.backends.provenance import EngineProvenance, check_batch_invariance
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
 from screenspot_eval.backends.vllm.logs import engine_output
+from screenspot_eval.backends.vllm.provenance import (
+    batch_invariant_environment,
+    require_batch_invariance,
+)
 
 
-def prepare_environment() -> None:
+def prepare_environment(batch_invariant: bool = False) -> dict[str, str | None]:
     """Environment every engine process needs; set before vLLM spawns its children.
 
     ``apply_model`` ships our probe function to the workers, which the multiprocess engine
     only allows with insecure serialisation enabled. On CPU builds, keep the engine's message
     queue on loopback and the KV cache small unless the user chose otherwise.
+    ``batch_invariant`` sets ``VLLM_BATCH_INVARIANT=1`` (refused where vLLM lacks it); the
+    engine-core and worker processes inherit it. Returns the previous values of what it set
+    to a value of its own, for :func:`restore_environment`.
     """
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     if is_vllm_cpu_build():
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    if not batch_invariant:
+        return {}
+    require_batch_invariance()
+    previous = {name: os.environ.get(name) for name in batch_invariant_environment(True)}
+    os.environ.update(batch_invariant_environment(True))
+    return previous
+
+
+def restore_environment(previous: dict[str, str | None]) -> None:
+    """Undo what :func:`prepare_environment` set, so a later engine in this process starts
+    as its own settings say."""
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+#: The default window is twice the batch, for batches up to this size (memory: each queued
+#: request holds its ``pixel_values`` in the engine core, 7.7 MB at 280 soft tokens).
+MAX_DEFAULT_BATCH = 64
+
+
+def _scheduler_max_num_seqs(llm: Any) -> int:
+    """The batch size vLLM resolved (its default depends on the device)."""
+    config = getattr(getattr(llm, "llm_engine", None), "vllm_config", None)
+    value = getattr(getattr(config, "scheduler_config", None), "max_num_seqs", None)
+    return value if isinstance(value, int) and value > 0 else 16
 
 
 class VllmEngine:
@@ -47,18 +84,31 @@ class VllmEngine:
     ):
         """``log_file``: where vLLM's logs and its processes' output go (the terminal stays
         the tool's); ``verbose`` shows vLLM's logs on the terminal as well."""
-        prepare_environment()
         self.settings = settings
         self.kwargs = llm_kwargs(settings)
         self.log_file = log_file
-        with engine_output(log_file, verbose=verbose):
-            from vllm import LLM
+        self._previous_env: dict[str, str | None] = {}
+        try:
+            with engine_output(log_file, verbose=verbose):
+                self._previous_env = prepare_environment(settings.batch_invariant)
+                from vllm import LLM
 
-            self.llm: Any = LLM(**self.kwargs)
-        self.window = window or 2 * (settings.max_num_seqs or 16)
+                self.llm: Any = LLM(**self.kwargs)
+        except BaseException:
+            restore_environment(self._previous_env)
+            raise
+        self.max_num_seqs = settings.max_num_seqs or _scheduler_max_num_seqs(self.llm)
+        self.window = window or 2 * min(self.max_num_seqs, MAX_DEFAULT_BATCH)
         self.idle_s = 0.0  # engine idle while waiting for the next input (images)
+        self.stats = FrontEndStats(window=self.window, max_num_seqs=self.max_num_seqs)
+        self._preparers: dict[int, Any] = {}
         try:
             self.report = self.read_embedder_report()
+            self.provenance: EngineProvenance | None = self.read_provenance()
+            hf_config = getattr(self.llm.llm_engine.vllm_config.model_config, "hf_config", None)
+            image_token = getattr(hf_config, "image_token_id", None)
+            self.image_token_id: int | None = image_token if isinstance(image_token, int) else None
+            check_batch_invariance(settings.batch_invariant, self.provenance)
             if verify:
                 check_variant(settings.norm, self.report)
         except BaseException:
@@ -78,6 +128,14 @@ class VllmEngine:
             raise RuntimeError(f"workers disagree about their embedder: {reports}")
         return EmbedderReport.model_validate(first)
 
+    def read_provenance(self) -> EngineProvenance:
+        """The engine's provenance, read inside every worker and from its resolved config."""
+        from screenspot_eval.backends.vllm.provenance import engine_provenance, worker_provenance
+
+        workers = self.llm.apply_model(worker_provenance)
+        config = self.llm.llm_engine.vllm_config
+        return EngineProvenance.model_validate(engine_provenance(config, workers))
+
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
@@ -90,23 +148,35 @@ class VllmEngine:
         completion for that sample; a dead engine raises :class:`BackendError`.
         """
         engine = self.llm.llm_engine
+        self.stats = FrontEndStats(window=self.window, max_num_seqs=self.max_num_seqs)
+        registry = getattr(getattr(self.llm, "renderer", None), "_mm_timing_registry", None)
+        if registry is not None and callable(getattr(registry, "stat", None)):
+            registry.stat()  # drop what earlier passes and the self-check recorded
         stop_watch = _watch_engine_core(engine)
+        cpu_start = _tree_cpu_s()
         try:
             yield from self._generate(engine, requests, sampling)
         finally:
             stop_watch.set()
+            if cpu_start is not None and (cpu_end := _tree_cpu_s()) is not None:
+                self.stats.cpu_s = cpu_end - cpu_start
 
     def _generate(
         self, engine: Any, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
         source = iter(requests)
+        # vLLM reports a request under its internal id or the one enqueue_chat returned: both
+        # keys map to it, so the window counts requests (in_flight), never keys.
         pending: dict[str, tuple[str, float]] = {}
+        in_flight = 0
+        stats = self.stats
         exhausted = False
         while True:
-            while not exhausted and len(pending) < self.window:
+            while not exhausted and in_flight < self.window:
                 wait_start = time.perf_counter()
                 request = next(source, None)
-                if not pending:
+                stats.waited(time.perf_counter() - wait_start, in_flight)
+                if not in_flight:
                     self.idle_s += time.perf_counter() - wait_start
                 if request is None:
                     exhausted = True
@@ -114,7 +184,7 @@ class VllmEngine:
                 started = time.perf_counter()
                 try:
                     ids = self.llm.enqueue_chat(
-                        with_image(request.messages, request.image),
+                        with_image(request.messages, request.image, request.image_uuid),
                         sampling_params(request, sampling, self.settings.seed),
                         use_tqdm=False,
                         chat_template_kwargs=request.chat_template_kwargs,
@@ -125,11 +195,15 @@ class VllmEngine:
                         raise BackendError(f"the vLLM engine died: {exc}") from exc
                     yield Completion(request.sample_id, None, error=f"{type(exc).__name__}: {exc}")
                     continue
+                stats.enqueued(time.perf_counter() - started)
                 for request_id in ids:
+                    in_flight += 1
                     pending[request_id] = (request.sample_id, started)
                     pending[request_id.rsplit("-", 1)[0]] = (request.sample_id, started)
+                request = None  # the engine has the pixels now; do not hold the image
             if not pending:
                 return
+            stats.stepped(in_flight, exhausted)
             try:
                 outputs = engine.step()
             except Exception as exc:
@@ -143,6 +217,7 @@ class VllmEngine:
                     continue
                 sample_id, started = pending.pop(output.request_id)
                 pending = {k: v for k, v in pending.items() if v[0] != sample_id}
+                in_flight -= 1
                 answer = output.outputs[0]
                 yield Completion(
                     sample_id,
@@ -150,6 +225,9 @@ class VllmEngine:
                     latency_s=time.perf_counter() - started,
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(answer.token_ids),
+                    image_soft_tokens=count_image_tokens(
+                        output.prompt_token_ids, self.image_token_id
+                    ),
                 )
 
     def budget_override(self, request: GroundingRequest) -> dict[str, Any] | None:
@@ -159,6 +237,33 @@ class VllmEngine:
         if request.image_budget is None or started is None or request.image_budget == started:
             return None
         return {"max_soft_tokens": request.image_budget}
+
+    def image_preparation(self, budget: int, sizes: set[tuple[int, int]]) -> Any:
+        """The decode pool's preparer for ``budget`` (one per budget for the engine's life),
+        with every size in ``sizes`` planned and self-checked through vLLM's own front end
+        before any sample of that size runs (see :mod:`screenspot_eval.backends.vllm.prepare`)."""
+        from screenspot_eval.backends.vllm.prepare import ImagePreparer, image_processor, self_check
+
+        preparer = self._preparers.get(budget)
+        if preparer is None:
+            preparer = ImagePreparer(image_processor(self.llm, budget), budget)
+            self._preparers[budget] = preparer
+        new = {size for size in sizes if size not in preparer.plans}
+        if new:
+            self_check(self.llm, preparer, new)
+        return preparer
+
+    def frontend_stats(self) -> dict[str, Any]:
+        """Where the driving thread's time went (window, enqueue cost, waits, queue depth)."""
+        registry = getattr(getattr(self.llm, "renderer", None), "_mm_timing_registry", None)
+        if registry is not None and callable(getattr(registry, "stat", None)):
+            self.stats.add_stages(registry.stat())
+        record = self.stats.to_record()
+        record["mm_processor_cache_gb"] = self.kwargs.get("mm_processor_cache_gb")
+        record["mm_processor_cache_set_by"] = (
+            "user" if "mm_processor_cache_gb" in self.settings.extra else "default"
+        )
+        return record
 
     def reset_caches(self) -> None:
         """Drop every cache that holds results of the previous embedder: the processor's
@@ -192,6 +297,7 @@ class VllmEngine:
         llm = getattr(self, "llm", None)
         if llm is None:
             return
+        restore_environment(getattr(self, "_previous_env", {}))
         engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
@@ -206,16 +312,28 @@ class VllmEngine:
         self.close()
 
 
-def with_image(messages: list[dict[str, Any]], image: Any) -> list[dict[str, Any]]:
-    """Replace the ``{"type": "image"}`` placeholder with the PIL image for ``LLM.chat``."""
+def count_image_tokens(token_ids: Any, image_token_id: int | None) -> int | None:
+    """Image soft tokens in a prompt: how often the placeholder id occurs (None: unknown)."""
+    if image_token_id is None or token_ids is None:
+        return None
+    return sum(1 for token in token_ids if token == image_token_id)
+
+
+def with_image(
+    messages: list[dict[str, Any]], image: Any, uuid: str | None = None
+) -> list[dict[str, Any]]:
+    """Replace the ``{"type": "image"}`` placeholder with the PIL image for ``LLM.chat``.
+
+    With ``uuid``, vLLM keys its processor, encoder and prefix caches on it and does not hash
+    the pixels (8.6 ms per 4K screenshot, 42 ms at 6016x3384)."""
+    item: dict[str, Any] = {"type": "image_pil", "image_pil": image}
+    if uuid is not None:
+        item["uuid"] = uuid
     filled = []
     for message in messages:
         content = message["content"]
         if isinstance(content, list):
-            content = [
-                {"type": "image_pil", "image_pil": image} if item.get("type") == "image" else item
-                for item in content
-            ]
+            content = [dict(item) if part.get("type") == "image" else part for part in content]
         filled.append({**message, "content": content})
     return filled
 
@@ -235,6 +353,24 @@ def sampling_params(request: GroundingRequest, sampling: SamplingSettings, seed:
         seed=sampling.seed if sampling.seed is not None else seed,
         structured_outputs=structured,
     )
+
+
+def _tree_cpu_s() -> float | None:
+    """CPU seconds used so far by this process and its children (engine core, workers)."""
+    try:
+        import psutil
+
+        me = psutil.Process()
+        total = 0.0
+        for proc in (me, *me.children(recursive=True)):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+    except Exception:  # no psutil, or /proc unreadable: not measured
+        return None
 
 
 def _engine_alive(engine: Any) -> bool:

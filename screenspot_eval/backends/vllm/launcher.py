@@ -26,6 +26,10 @@ from screenspot_eval.backends.vllm.engine_args import (
     is_vllm_cpu_build,
     server_command,
 )
+from screenspot_eval.backends.vllm.provenance import (
+    batch_invariant_environment,
+    require_batch_invariance,
+)
 from screenspot_eval.errors import BackendFailure, UserError
 
 
@@ -51,7 +55,10 @@ def check_host(host: str, allow_remote: bool) -> None:
         )
 
 
-def server_environment(api_key: str | None) -> dict[str, str]:
+def server_environment(api_key: str | None, batch_invariant: bool = False) -> dict[str, str]:
+    """The server's environment: ours, plus what the routes' probes need, the API key, and
+    ``VLLM_BATCH_INVARIANT=1`` for ``--batch-invariant`` (the server, its engine core and
+    workers inherit it)."""
     env = dict(os.environ)
     env.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # the embedder route's probe
     if is_vllm_cpu_build():
@@ -59,6 +66,7 @@ def server_environment(api_key: str | None) -> dict[str, str]:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     if api_key:
         env["VLLM_API_KEY"] = api_key
+    env.update(batch_invariant_environment(batch_invariant))
     return env
 
 
@@ -74,11 +82,16 @@ class ServerProcess:
         api_key: str | None = None,
         log_path: Path | None = None,
         allow_remote: bool = False,
+        api_servers: int | None = None,
     ):
         check_host(host, allow_remote)
+        if settings.batch_invariant:
+            require_batch_invariance()
         self.settings = settings
         self.host, self.port, self.api_key = host, port, api_key
-        self.command = server_command(settings, python=sys.executable, host=host, port=port)
+        self.command = server_command(
+            settings, python=sys.executable, host=host, port=port, api_server_count=api_servers
+        )
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -97,7 +110,7 @@ class ServerProcess:
             self.command,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            env=server_environment(self.api_key),
+            env=server_environment(self.api_key, self.settings.batch_invariant),
             start_new_session=True,
             preexec_fn=_terminate_with_parent,
         )
@@ -171,6 +184,7 @@ def serve_until_stopped(
     log_path: Path | None = None,
     allow_remote: bool = False,
     echo: Callable[[str], None] = print,
+    api_servers: int | None = None,
 ) -> int:
     """``screenspot-eval serve``: start the server, prove its variant through its route, and
     keep it until Ctrl-C or SIGTERM; then stop the whole process group. Returns its exit code.
@@ -178,7 +192,8 @@ def serve_until_stopped(
     Raises :class:`ServerStartError` (and stops the server) if it exits or is not healthy,
     :class:`VariantMismatchError` if it does not run what was asked.
     """
-    from screenspot_eval.backends.http.server import endpoint_report
+    from screenspot_eval.backends.http.server import endpoint_report, fetch_engine_provenance
+    from screenspot_eval.backends.provenance import check_batch_invariance
     from screenspot_eval.backends.variant import check_variant
 
     server = ServerProcess(
@@ -188,6 +203,7 @@ def serve_until_stopped(
         api_key=api_key,
         log_path=log_path,
         allow_remote=allow_remote,
+        api_servers=api_servers,
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -197,6 +213,14 @@ def serve_until_stopped(
         report = endpoint_report(url, api_key)
         check_variant(settings.norm, report)
         echo(f"embedder verified inside the server: {report.effective_variant}")
+        provenance = fetch_engine_provenance(url, api_key)
+        check_batch_invariance(settings.batch_invariant, provenance)
+        if provenance is not None:
+            mode = "on" if provenance.batch_invariant else "off"
+            echo(
+                f"engine: {provenance.dtype}, attention {', '.join(provenance.attention_backends)}"
+                f", batch-invariant mode {mode} (read inside the workers)"
+            )
         echo(f"serving {settings.model} at {url}/v1  (Ctrl-C to stop)")
         while not stop.wait(1.0) and server.alive():
             pass

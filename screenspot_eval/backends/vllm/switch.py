@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import partial
+from typing import Any
 
 from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
+from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
 from screenspot_eval.backends.vllm.probe import set_embedder_placement
@@ -89,8 +91,18 @@ class BorrowedEngine:
         return self.engine.report
 
     @property
+    def provenance(self) -> EngineProvenance | None:
+        return self.engine.provenance
+
+    @property
     def idle_s(self) -> float:
         return self.engine.idle_s
+
+    def image_preparation(self, budget: int, sizes: set[tuple[int, int]]) -> Any:
+        return self.engine.image_preparation(budget, sizes)
+
+    def frontend_stats(self) -> dict[str, Any]:
+        return self.engine.frontend_stats()
 
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
