@@ -1,21 +1,25 @@
-"""GPU projection on paper (issue 8): a full A/B (2 x 1581 samples) on one H200, per model/budget.
+"""GPU projection on paper (issues 8, 16): a full A/B (2 x 1581 samples) on one H200.
 
     .venv/bin/python bench/gpu_projection.py [--per-resolution 3] [--threads 1]
 
-Measures, on this machine, the two per-screenshot CPU costs that a GPU does not remove:
+Measures, on this machine, the per-screenshot CPU costs that a GPU does not remove:
 
 1. PNG decode (PIL, one thread) of synthetic ScreenSpot-Pro-sized screenshots, per resolution
    (1920x1080 ... 6016x3384), from the 1581-sample release that ``memory_bound.py`` builds
-   (``bench/out/data/official1581-full``; synthesized here if missing).
-2. Gemma 4's image preprocessing (HF ``Gemma4ImageProcessor``: aspect-preserving bicubic resize
-   to the budget, rescale, 16x16 patches), which vLLM runs in its front-end process for every
-   request, at 280 and 1120 soft tokens, with ``--threads`` torch threads.
+   (``bench/out/data/official1581-full``; synthesized here if missing), and Gemma 4's image
+   preprocessing alone (HF ``Gemma4ImageProcessor``) at 280 and 1120 soft tokens.
+2. vLLM's front-end cost per request, stage by stage (:func:`measure_frontend`), at 3840x2160
+   and 6016x3384, 280 and 1120 soft tokens, for the full screenshot without a uuid (before
+   issue 16, and any bare ``LLM.chat``), with a uuid, and prepared in the decode pool with a
+   uuid (now): PNG decode, the preparation, ``enqueue_chat`` and vLLM's own split of it
+   (pixel hash, HF processor).
 
 and combines them with stated assumptions (model sizes, H200 peak, MFU, HBM and disk speed) into
-the terms of a full A/B: vision + text prefill FLOPs at an assumed MFU, memory-bound decode,
-image decode with the tool's pool, front-end preprocessing, model load. Every assumption is in
-``ASSUMED`` below and in the JSON. Written to ``bench/out/gpu_projection.json``; prints a
-markdown table. Runtime: about 1 minute (plus 2 minutes of synthesis the first time).
+the terms of a full A/B, before and now: vision + text prefill FLOPs at an assumed MFU,
+memory-bound decode, decode (+ preparation) in the tool's pool, the serial front end, model
+load. Every assumption is in ``ASSUMED`` below and in the JSON. Written to
+``bench/out/gpu_projection.json``; prints markdown tables. Runtime: about 4 minutes (plus 2
+minutes of synthesis the first time).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ ASSUMED: dict[str, Any] = {
     "answer_tokens": 25,
     "disk_bytes_per_s": 2.0e9,  # HF cache on local NVMe, cold page cache
     "engine_init_s": {"gemma-4-E4B-it": 40.0, "gemma-4-31B-it": 90.0},  # profile + graphs
-    "image_workers": 2,  # the tool's default decode pool
+    "image_workers_before": 2,  # the decode pool before issue 16 (fixed default)
+    "image_workers": 8,  # now: half the host's cores, at most 8 (16+ cores on a GPU host)
     "host_core_speed_vs_here": 1.0,  # per-core speed of the GPU host relative to this machine
     "models": {
         # text_params: weights multiplied per token in prefill (no embedding tables, no towers)
@@ -130,33 +135,40 @@ def measure_cpu(per_resolution: int, threads: int) -> dict[str, Any]:
     return result
 
 
-def measure_frontend(count: int) -> dict[str, Any]:
-    """vLLM's own front-end cost per request: ``LLM.enqueue_chat`` of one 3840x2160 screenshot.
+#: The three ways a request can reach vLLM's front end, per 4K / 6K screenshot:
+#: ``original``: the full decoded screenshot, no uuid (vLLM hashes the pixels): a bare
+#: ``LLM.chat`` and the harness before issue 16; ``original+uuid``: the same with a uuid (no
+#: pixel hash); ``prepared+uuid``: the harness now (resized in the decode pool, uuid).
+PATHS = ("original", "original+uuid", "prepared+uuid")
+FRONTEND_SIZES = ((3840, 2160), (6016, 3384))
 
-    ``enqueue_chat`` runs synchronously in the caller's process: chat rendering, Gemma 4 image
-    preprocessing, multimodal hashing, tokenization and the hand-off to the engine core. The
-    tiny model (its engine is started with a 1120 budget, 280 is asked per request) makes the
-    engine core's own work negligible; every screenshot is distinct, so no cache hit.
+
+def measure_frontend(count: int) -> dict[str, Any]:
+    """vLLM's front-end cost per request, stage by stage, for each path in :data:`PATHS`.
+
+    ``LLM.enqueue_chat`` runs synchronously in the caller's thread: chat rendering, the image
+    processor, multimodal hashing, cache bookkeeping and the hand-off to the engine core. The
+    engine's scheduling is paused meanwhile (``sleep(level=0)``: requests queue, nothing runs),
+    so the engine core does not compete for this machine's two cores. vLLM's own stage timers
+    (``enable_mm_processor_stats``) split the call. Every request gets a distinct screenshot
+    (no cache hit). Also timed, per image, on this thread: the PNG decode and the harness's
+    preparation (``ImagePreparer.resize``, which runs in the decode pool in a real run).
     """
     from PIL import Image
     from vllm import LLM, SamplingParams
 
+    from screenspot_eval.backends.vllm.prepare import PREPARED, ImagePreparer, image_processor
+
     root, _ = common.ensure_release(
         f"official{SAMPLES}-full", SAMPLES, like_official=True, target_scale=4.0
     )
-    paths: list[Path] = []
+    by_size: dict[tuple[int, int], list[Path]] = {}
     for path in sorted((root / "annotations").glob("*.json")):
         for record in json.loads(path.read_text()):
             image = root / "images" / record["img_filename"]
-            if record["img_size"] == [3840, 2160] and image not in paths:
-                paths.append(image)
-    needed = 2 * (count + 1)
-    if len(paths) < needed:
-        raise RuntimeError(f"need {needed} distinct 3840x2160 screenshots, found {len(paths)}")
-    images = []
-    for path in paths[:needed]:
-        with Image.open(path) as opened:
-            images.append(opened.convert("RGB"))
+            size = tuple(record["img_size"])
+            if size in FRONTEND_SIZES and image not in by_size.setdefault(size, []):
+                by_size[size].append(image)
     llm = LLM(
         model=str(common.ensure_tiny_model()),
         dtype="float32",
@@ -164,47 +176,104 @@ def measure_frontend(count: int) -> dict[str, Any]:
         max_num_seqs=8,
         mm_processor_kwargs={"max_soft_tokens": 1120},
         limit_mm_per_prompt={"image": 1, "audio": 0},
+        mm_processor_cache_gb=0,  # distinct images: nothing to hit; no cache bookkeeping
+        enable_mm_processor_stats=True,
     )
+    registry = llm.renderer._mm_timing_registry
     params = SamplingParams(max_tokens=1, temperature=0.0)
-    result: dict[str, Any] = {"screenshot": "3840x2160", "requests_per_budget": count}
+    result: dict[str, Any] = {"requests_per_cell": count, "cells": []}
+    serial = 0
     try:
-        for budget in BUDGETS:
-            times = []
-            for image in images[: count + 1]:
-                messages = [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image_pil", "image_pil": image},
-                            {"type": "text", "text": "Click the Save button."},
-                        ],
-                    }
-                ]
-                started = time.perf_counter()
-                llm.enqueue_chat(
-                    messages,
-                    params,
-                    use_tqdm=False,
-                    chat_template_kwargs={"enable_thinking": False},
-                    mm_processor_kwargs={"max_soft_tokens": budget},
-                )
-                times.append(time.perf_counter() - started)
-            outputs = llm.wait_for_completion(use_tqdm=False)
-            tokens = {len(o.prompt_token_ids or []) for o in outputs}
-            result[f"enqueue_ms_{budget}"] = round(1000 * statistics.median(times[1:]), 1)
-            result[f"prompt_tokens_{budget}"] = sorted(tokens)
-            images = images[count + 1 :]
+        llm.sleep(level=0)
+        for size in FRONTEND_SIZES:
+            paths = by_size.get(size, [])
+            if len(paths) < count + 1:
+                raise RuntimeError(f"need {count + 1} distinct {size} screenshots")
+            for budget in BUDGETS:
+                preparer = ImagePreparer(image_processor(llm, budget), budget)
+                plan = preparer.plan(*size)
+                for path_name in PATHS:
+                    decode, prepare, enqueue = [], [], []
+                    registry.stat()
+                    for path in paths[: count + 1]:  # the first of each cell warms up
+                        started = time.perf_counter()
+                        with Image.open(path) as opened:
+                            opened.load()
+                            image = opened.convert("RGB")
+                        decode.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        if path_name == "prepared+uuid" and plan.path == PREPARED:
+                            image = preparer.resize(image)
+                        prepare.append(time.perf_counter() - started)
+                        serial += 1
+                        item: dict[str, Any] = {"type": "image_pil", "image_pil": image}
+                        if path_name != "original":
+                            item["uuid"] = f"bench-{serial}"
+                        messages = [
+                            {
+                                "role": "user",
+                                "content": [item, {"type": "text", "text": "Click Save."}],
+                            }
+                        ]
+                        started = time.perf_counter()
+                        llm.enqueue_chat(
+                            messages,
+                            params,
+                            use_tqdm=False,
+                            chat_template_kwargs={"enable_thinking": False},
+                            mm_processor_kwargs={"max_soft_tokens": budget},
+                        )
+                        enqueue.append(time.perf_counter() - started)
+                    stages: dict[str, list[float]] = {}
+                    for stats in list(registry.stat().values())[1:]:
+                        for name, seconds in stats.items():
+                            stages.setdefault(name.removesuffix("_secs"), []).append(seconds)
+                    result["cells"].append(
+                        {
+                            "size": f"{size[0]}x{size[1]}",
+                            "soft_tokens": budget,
+                            "path": path_name,
+                            "prepared": path_name == "prepared+uuid" and plan.path == PREPARED,
+                            "decode_ms": round(1000 * statistics.median(decode[1:]), 1),
+                            "prepare_ms": round(1000 * statistics.median(prepare[1:]), 1),
+                            "enqueue_ms": round(1000 * statistics.median(enqueue[1:]), 1),
+                            "vllm_stages_ms": {
+                                name: round(1000 * statistics.median(values), 1)
+                                for name, values in sorted(stages.items())
+                            },
+                        }
+                    )
+                    print(json.dumps(result["cells"][-1]), flush=True)
+        llm.wake_up(tags=["scheduling"])
+        llm.wait_for_completion(use_tqdm=False)
     finally:
         llm.llm_engine.engine_core.shutdown()
+    for cell in result["cells"]:
+        if cell["size"] == "3840x2160":
+            result[f"enqueue_ms_{cell['soft_tokens']}_{cell['path']}"] = cell["enqueue_ms"]
+            result[f"prepare_ms_{cell['soft_tokens']}_{cell['path']}"] = cell["prepare_ms"]
     return result
 
 
 def project(cpu: dict[str, Any], frontend: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {**row, "scenario": scenario}
+        for scenario in ("before", "now")
+        for row in _project(cpu, frontend, scenario)
+    ]
+
+
+def _project(cpu: dict[str, Any], frontend: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+    """``before``: the full screenshot to vLLM, pixels hashed (front end: ``original``), the
+    decode pool of 2. ``now``: prepared in the pool (decode + preparation on
+    ``image_workers`` threads), uuid (front end: ``prepared+uuid``)."""
     a = ASSUMED
     n = SAMPLES * SIDES
     flops_per_s = a["h200_dense_bf16_flops"] * a["mfu"]
     mix = cpu["mean_over_mix"]
     speed = a["host_core_speed_vs_here"]
+    path = "original" if scenario == "before" else "prepared+uuid"
+    workers = a["image_workers_before"] if scenario == "before" else a["image_workers"]
     rows = []
     for model, m in a["models"].items():
         for budget in BUDGETS:
@@ -221,17 +290,18 @@ def project(cpu: dict[str, Any], frontend: dict[str, Any]) -> list[dict[str, Any
             step_s = step_bytes / (a["hbm_bytes_per_s"] * a["hbm_efficiency"])
             decode_steps = n * a["answer_tokens"] / a["decode_batch"]
             decode_s = decode_steps * step_s
-            image_decode_s = n * mix["decode_ms"] / 1000 / a["image_workers"] / speed
-            # One front-end process pays vLLM's whole per-request cost serially (measured at
+            prepare_ms = frontend[f"prepare_ms_{budget}_{path}"]
+            image_decode_s = n * (mix["decode_ms"] + prepare_ms) / 1000 / workers / speed
+            # One front-end thread pays vLLM's whole per-request cost serially (measured at
             # 4K; the mix averages about 4K pixels, see mean_over_mix).
-            preprocess_s = n * frontend[f"enqueue_ms_{budget}"] / 1000 / speed
+            preprocess_s = n * frontend[f"enqueue_ms_{budget}_{path}"] / 1000 / speed
             load_once_s = m["weights_bytes"] / a["disk_bytes_per_s"] + a["engine_init_s"][model]
             # GPU terms add up (prefill and decode share the GPU); CPU terms overlap with them.
             gpu_s = compute_s + decode_s
             terms = {
                 "gpu (prefill+vision compute, decode)": gpu_s,
                 "vLLM front end per request (1 process)": preprocess_s,
-                "png decode (pool)": image_decode_s,
+                "png decode + preparation (pool)": image_decode_s,
             }
             bound = max(terms, key=lambda k: terms[k])
             rows.append(
@@ -265,16 +335,17 @@ def project(cpu: dict[str, Any], frontend: dict[str, Any]) -> list[dict[str, Any
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| model | soft tokens | prefill tok/sample | TFLOP/sample (vision+text) | "
-        "compute @MFU s | decode s | PNG decode s | vLLM front end s | load s/engine | "
-        "bound by | A/B wall, one engine |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| scenario | model | soft tokens | prefill tok/sample | TFLOP/sample (vision+text) | "
+        "compute @MFU s | decode s | PNG decode (+prep) s | vLLM front end s | load s/engine | "
+        "bound by | A/B wall, one engine |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         t = r["tflop_per_sample"]
         vision = t["vision_linear"] + t["vision_attention"]
         lines.append(
-            f"| {r['model']} | {r['soft_tokens']} | {r['prefill_tokens_per_sample']} | "
+            f"| {r['scenario']} | {r['model']} | {r['soft_tokens']} | "
+            f"{r['prefill_tokens_per_sample']} | "
             f"{t['total']} ({vision:.2f}+{t['text_prefill'] + t['text_decode']:.2f}) | "
             f"{r['compute_bound_s']} | {r['decode_memory_bound_s']} | {r['png_decode_s']} | "
             f"{r['frontend_preprocess_s']} | {r['load_s_per_engine']} | {r['bound_by']} | "
@@ -283,11 +354,28 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stages_markdown(frontend: dict[str, Any]) -> str:
+    lines = [
+        "| screenshot | soft tokens | path | PNG decode ms | preparation ms (pool) | "
+        "enqueue_chat ms | of which hash ms | of which HF processor ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in frontend["cells"]:
+        stages = c["vllm_stages_ms"]
+        lines.append(
+            f"| {c['size']} | {c['soft_tokens']} | {c['path']}"
+            f"{'' if c['prepared'] or c['path'] != 'prepared+uuid' else ' (not a fixed point: sent as original)'} | "
+            f"{c['decode_ms']} | {c['prepare_ms']} | **{c['enqueue_ms']}** | "
+            f"{stages.get('get_mm_hashes', '-')} | {stages.get('apply_hf_processor', '-')} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-resolution", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--frontend-requests", type=int, default=12)
+    parser.add_argument("--frontend-requests", type=int, default=8)
     args = parser.parse_args()
     env = common.set_env_defaults()
     started = time.perf_counter()
@@ -311,7 +399,8 @@ def main() -> None:
         "total_runtime_s": round(time.perf_counter() - started, 1),
     }
     path = common.write_figures(NAME, figures)
-    print(json.dumps({**cpu["mean_over_mix"], **frontend}, indent=1))
+    print(json.dumps(cpu["mean_over_mix"], indent=1))
+    print(stages_markdown(frontend))
     print(markdown(rows))
     print(f"written: {path}")
 

@@ -90,7 +90,7 @@ def plan_images(
     decode plus, where the backend offers a self-checked preparer, the preparation."""
     known = dict(hashes or {})
     if getattr(backend, "image_input", "decoded") == "file":
-        stats = ImageStats()
+        stats = ImageStats(first_stage="inspect")
 
         def load_file(sample: Sample, root: Path, roots: tuple[Path, ...]) -> Any:
             result, took = _timed(inspect_image, sample, root, roots)
