@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -27,20 +27,44 @@ ImageResult = Image.Image | ImageLoadError
 Loader = Callable[[Sample, Path, tuple[Path, ...]], Any]
 """What the pool runs per screenshot: ``(sample, root, trusted roots) -> result or
 ImageLoadError`` (default :func:`decode_image`; a caller can decode and prepare in one go)."""
+_T = TypeVar("_T")
 
 
-def decode_image(sample: Sample, root: Path, roots: tuple[Path, ...] | None = None) -> ImageResult:
-    """The sample's screenshot as an RGB image, or an :class:`ImageLoadError` saying why not.
+def _failure(sample: Sample, reason: str) -> ImageLoadError:
+    return ImageLoadError(
+        reason, file=sample.source_file, sample_id=sample.id, field="img_filename"
+    )
 
-    Refuses images above ``Image.MAX_IMAGE_PIXELS`` (decompression bombs) before decoding, and
-    images whose size differs from ``img_size`` (the bbox would be in the wrong pixel space).
-    """
 
-    def failure(reason: str) -> ImageLoadError:
-        return ImageLoadError(
-            reason, file=sample.source_file, sample_id=sample.id, field="img_filename"
+def _size_refusal(sample: Sample, width: int, height: int) -> str | None:
+    """Why a screenshot of this size is refused (decompression bomb, or not ``img_size``, so
+    the bbox would be in the wrong pixel space); None when it is fine."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        return (
+            f"decompression bomb refused: {sample.img_filename} is {width}x{height}, "
+            f"over the {limit}-pixel limit"
         )
+    if (width, height) != sample.img_size:
+        return (
+            f"{sample.img_filename} is {width}x{height} but img_size says "
+            f"{sample.width}x{sample.height}"
+        )
+    return None
 
+
+def _open_checked(
+    sample: Sample,
+    root: Path,
+    roots: tuple[Path, ...] | None,
+    use: Callable[[Path, Image.Image], _T],
+) -> _T | ImageLoadError:
+    """``use(path, image)`` on the sample's opened screenshot once its path and header pass the
+    checks; every failure, ``use``'s included, becomes the sample's :class:`ImageLoadError`.
+
+    The one place :func:`decode_image` and :func:`inspect_image` share, so a file that one
+    refuses the other refuses with the same reason.
+    """
     try:
         path = resolve_image_path(
             root,
@@ -50,26 +74,32 @@ def decode_image(sample: Sample, root: Path, roots: tuple[Path, ...] | None = No
             roots=roots,
         )
         with Image.open(path) as image:
-            width, height = image.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:
-                return failure(
-                    f"decompression bomb refused: {sample.img_filename} is {width}x{height}, "
-                    f"over the {limit}-pixel limit"
-                )
-            if (width, height) != sample.img_size:
-                return failure(
-                    f"{sample.img_filename} is {width}x{height} but img_size says "
-                    f"{sample.width}x{sample.height}"
-                )
-            image.load()
-            return image if image.mode == "RGB" else image.convert("RGB")
+            refusal = _size_refusal(sample, *image.size)
+            if refusal is not None:
+                return _failure(sample, refusal)
+            return use(path, image)
     except DatasetError as error:
-        return failure(error.reason)
+        return _failure(sample, error.reason)
     except Image.DecompressionBombError as error:
-        return failure(f"decompression bomb refused: {sample.img_filename}: {error}")
-    except Exception as error:  # any decoder failure must become a per-sample record
-        return failure(f"cannot decode {sample.img_filename}: {type(error).__name__}: {error}")
+        return _failure(sample, f"decompression bomb refused: {sample.img_filename}: {error}")
+    except Exception as error:  # any decoder or header failure must become a per-sample record
+        reason = f"cannot decode {sample.img_filename}: {type(error).__name__}: {error}"
+        return _failure(sample, reason)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """The decoded pixels in RGB (alpha dropped), the form every backend receives."""
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_image(sample: Sample, root: Path, roots: tuple[Path, ...] | None = None) -> ImageResult:
+    """The sample's screenshot as an RGB image, or an :class:`ImageLoadError` saying why not.
+
+    Refuses images above ``Image.MAX_IMAGE_PIXELS`` (decompression bombs) before decoding, and
+    images whose size differs from ``img_size`` (the bbox would be in the wrong pixel space).
+    """
+    return _open_checked(sample, root, roots, lambda _path, image: _rgb(image))
 
 
 @dataclass(frozen=True)
@@ -93,40 +123,12 @@ def inspect_image(
 ) -> ImageFile | ImageLoadError:
     """:func:`decode_image`'s checks (path inside the dataset, size = ``img_size``, no
     decompression bomb) on the header only, plus whether the file can pass through as is."""
-
-    def failure(reason: str) -> ImageLoadError:
-        return ImageLoadError(
-            reason, file=sample.source_file, sample_id=sample.id, field="img_filename"
-        )
-
-    try:
-        path = resolve_image_path(
-            root,
-            sample.img_filename,
-            sample_id=sample.id,
-            source_file=sample.source_file,
-            roots=roots,
-        )
-        with Image.open(path) as image:
-            width, height = image.size
-            image_format = image.format
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and width * height > limit:
-            return failure(
-                f"decompression bomb refused: {sample.img_filename} is {width}x{height}, "
-                f"over the {limit}-pixel limit"
-            )
-        if (width, height) != sample.img_size:
-            return failure(
-                f"{sample.img_filename} is {width}x{height} but img_size says "
-                f"{sample.width}x{sample.height}"
-            )
-    except DatasetError as error:
-        return failure(error.reason)
-    except Image.DecompressionBombError as error:
-        return failure(f"decompression bomb refused: {sample.img_filename}: {error}")
-    except Exception as error:  # an unreadable header must become a per-sample record
-        return failure(f"cannot decode {sample.img_filename}: {type(error).__name__}: {error}")
+    opened = _open_checked(
+        sample, root, roots, lambda path, image: (path, image.size, image.format)
+    )
+    if isinstance(opened, ImageLoadError):
+        return opened
+    path, (width, height), image_format = opened
     facts = read_png_facts(path) if image_format == "PNG" else None
     if facts is None:
         blockers: tuple[str, ...] = (f"format {image_format} (only PNG passes through)",)
@@ -138,8 +140,7 @@ def inspect_image(
 def open_rgb(path: str | Path) -> Image.Image:
     """The file's pixels as :func:`decode_image` gives them (RGB, alpha dropped)."""
     with Image.open(path) as image:
-        image.load()
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return _rgb(image)
 
 
 def iter_images(
