@@ -8,8 +8,10 @@ embedder report is fetched from every endpoint and they must agree.
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from screenspot_eval.backends.base import BackendError
 from screenspot_eval.backends.http.payload import server_root
@@ -22,6 +24,8 @@ from screenspot_eval.backends.variant import (
 
 EMBEDDER_ROUTE = "/screenspot/embedder"
 ENGINE_ROUTE = "/screenspot/engine"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -47,24 +51,32 @@ def fetch_vllm_version(base_url: str, api_key: str | None = None, timeout: float
         return "unknown"
 
 
-def fetch_server_report(
-    base_url: str, api_key: str | None = None, timeout: float = 30.0
-) -> EmbedderReport | None:
-    """The embedder report the server measured in its engine; None for a plain ``vllm serve``."""
-    response = _get(base_url, EMBEDDER_ROUTE, api_key, timeout)
+def _fetch_own_route(
+    base_url: str, route: str, model: type[_M], what: str, api_key: str | None, timeout: float
+) -> _M | None:
+    """``GET route`` of our server parsed as ``model``; None on 404 (a plain ``vllm serve``
+    lacks our routes), a :class:`BackendError` naming the route for any other failure."""
+    response = _get(base_url, route, api_key, timeout)
     if response.status_code == 404:
         return None
     if response.status_code != 200:
         raise BackendError(
-            f"{server_root(base_url)}{EMBEDDER_ROUTE} answered HTTP {response.status_code}: "
+            f"{server_root(base_url)}{route} answered HTTP {response.status_code}: "
             f"{response.text[:300]}"
         )
     try:
-        return EmbedderReport.model_validate(response.json())
+        return model.model_validate(response.json())
     except ValueError as exc:
-        raise BackendError(
-            f"{server_root(base_url)}{EMBEDDER_ROUTE} did not return an embedder report: {exc}"
-        ) from exc
+        raise BackendError(f"{server_root(base_url)}{route} did not return {what}: {exc}") from exc
+
+
+def fetch_server_report(
+    base_url: str, api_key: str | None = None, timeout: float = 30.0
+) -> EmbedderReport | None:
+    """The embedder report the server measured in its engine; None for a plain ``vllm serve``."""
+    return _fetch_own_route(
+        base_url, EMBEDDER_ROUTE, EmbedderReport, "an embedder report", api_key, timeout
+    )
 
 
 def fetch_engine_provenance(
@@ -72,20 +84,9 @@ def fetch_engine_provenance(
 ) -> EngineProvenance | None:
     """The engine provenance the server read in its workers; None for a plain ``vllm serve``
     (no ``/screenspot/engine`` route: unknown)."""
-    response = _get(base_url, ENGINE_ROUTE, api_key, timeout)
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise BackendError(
-            f"{server_root(base_url)}{ENGINE_ROUTE} answered HTTP {response.status_code}: "
-            f"{response.text[:300]}"
-        )
-    try:
-        return EngineProvenance.model_validate(response.json())
-    except ValueError as exc:
-        raise BackendError(
-            f"{server_root(base_url)}{ENGINE_ROUTE} did not return an engine provenance: {exc}"
-        ) from exc
+    return _fetch_own_route(
+        base_url, ENGINE_ROUTE, EngineProvenance, "an engine provenance", api_key, timeout
+    )
 
 
 def endpoint_report(
