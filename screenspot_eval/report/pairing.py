@@ -45,17 +45,11 @@ CHECKED_FIELDS: tuple[str, ...] = ("img_filename", "bbox", "img_size", "instruct
 #: How many ids of each side an error message lists.
 LISTED_IDS: int = 20
 
+#: Columns of ``flips.csv``: the sample's fields (but its language), then both sides' answers.
 FLIP_COLUMNS: tuple[str, ...] = (
     "id",
     "direction",
-    "img_filename",
-    "instruction",
-    "bbox",
-    "img_size",
-    "group",
-    "ui_type",
-    "application",
-    "platform",
+    *(name for name in SAMPLE_FIELDS if name not in ("id", "language")),
     "outcome_a",
     "outcome_b",
     "pred_x_a",
