@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -35,20 +35,16 @@ from scipy.stats import f as f_dist
 
 from screenspot_eval.stats.paired import (
     _MAX_CELLS_PER_CHUNK,
-    DEFAULT_ALPHA,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_N_RESAMPLES,
     DEFAULT_SEED,
     ResampleUnit,
-    _pp,
+    cluster_codes,
+    format_delta,
     format_p,
     holm,
 )
 from screenspot_eval.stats.repeats import (
-    DEFAULT_N_DRAWS,
     RepeatsComparison,
-    TestMethod,
-    _cluster_codes,
+    RepeatsSettings,
     as_repeats,
     compare_repeats,
     item_differences,
@@ -138,7 +134,7 @@ def interaction_test(
     if n_permutations < 1:
         raise ValueError("n_permutations must be >= 1")
     n, n_budgets = arr.shape
-    unit, codes = _cluster_codes(clusters, n)
+    unit, codes = cluster_codes(clusters, n)
     n_units = int(codes.max()) + 1 if n else 0
     q = n_budgets - 1
     if n_units <= q:
@@ -199,8 +195,8 @@ class BudgetInteraction:
         """E.g. ``"pre-norm vs post-norm by budget: 70 +0.1 pp [-1.9, 2.0] (Holm p = 1.00);
         ...; budget x variant interaction p = 0.003"``."""
         parts = [
-            f"{row.budget} {_pp(row.delta_pp, signed=True)} pp "
-            f"[{_pp(row.ci_low_pp)}, {_pp(row.ci_high_pp)}] (Holm {format_p(row.p_holm)})"
+            f"{row.budget} {format_delta(row.delta_pp, row.ci_low_pp, row.ci_high_pp)} "
+            f"(Holm {format_p(row.p_holm)})"
             for row in self.table.itertuples()
         ]
         return (
@@ -214,20 +210,21 @@ def budget_interaction(
     outcomes_b: Mapping[Hashable, npt.ArrayLike],
     clusters: npt.ArrayLike | None = None,
     *,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    confidence: float = DEFAULT_CONFIDENCE,
-    seed: int = DEFAULT_SEED,
-    alpha: float = DEFAULT_ALPHA,
-    method: TestMethod = "auto",
-    n_draws: int = DEFAULT_N_DRAWS,
     n_permutations: int = DEFAULT_N_PERMUTATIONS,
+    **settings: Unpack[RepeatsSettings],
 ) -> BudgetInteraction:
     """Compare A and B at every budget and test whether their delta depends on the budget.
 
     ``outcomes_a[budget]`` / ``outcomes_b[budget]``: ``(n_items, K)`` outcome matrices (1-D =
     one repeat), with the same items in the same row order at every budget; budgets are
     reported in the order of ``outcomes_a``. ``clusters``: the screenshot of each item.
+    ``settings`` (seed, resamples, confidence, alpha, test method, draws) go to every
+    per-budget :func:`compare_repeats` unchanged, so its defaults are the ones that apply.
     """
+    # compare_repeats also takes slices and power; they are no per-budget setting here
+    unknown = sorted(settings.keys() - RepeatsSettings.__optional_keys__)
+    if unknown:
+        raise TypeError(f"budget_interaction() got an unexpected keyword argument {unknown[0]!r}")
     budgets = tuple(outcomes_a)
     if len(budgets) < 2:
         raise ValueError("need at least two budgets")
@@ -242,10 +239,7 @@ def budget_interaction(
     columns = []
     for budget in budgets:
         a, b = sides[budget]
-        per_budget[budget] = compare_repeats(
-            a, b, clusters, n_resamples=n_resamples, confidence=confidence, seed=seed,
-            alpha=alpha, method=method, n_draws=n_draws,
-        )  # fmt: skip
+        per_budget[budget] = compare_repeats(a, b, clusters, **settings)
         num, den = item_differences(a, b)
         columns.append(num / den)
     p_raw = [per_budget[b].p_value for b in budgets]
@@ -271,14 +265,12 @@ def budget_interaction(
             }
         )
     table = pd.DataFrame(rows, columns=list(BUDGET_TABLE_COLUMNS))
+    used = per_budget[budgets[0]].settings  # the values compare_repeats ran with
     inter = interaction_test(
-        np.column_stack(columns), clusters, n_permutations=n_permutations, seed=seed
+        np.column_stack(columns), clusters, n_permutations=n_permutations, seed=used["seed"]
     )
-    settings: dict[str, Any] = {
-        "seed": seed,
-        "n_resamples": n_resamples,
-        "confidence": confidence,
-        "alpha": alpha,
+    recorded: dict[str, Any] = {
+        **{key: used[key] for key in ("seed", "n_resamples", "confidence", "alpha")},
         "per_budget_test": "paired sign-flip test (exact McNemar at K = 1)",
         "per_budget_interval": "percentile bootstrap, paired, resampling "
         + ("screenshots" if inter.unit == "cluster" else "items"),
@@ -288,5 +280,5 @@ def budget_interaction(
         "budgets": list(budgets),
         "numpy_version": np.__version__,
     }
-    table.attrs["settings"] = dict(settings)
-    return BudgetInteraction(budgets, per_budget, table, inter, settings)
+    table.attrs["settings"] = dict(recorded)
+    return BudgetInteraction(budgets, per_budget, table, inter, recorded)

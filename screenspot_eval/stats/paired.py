@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -150,14 +150,20 @@ class BootstrapCI:
     n_clusters: int
 
 
+class Resampling(TypedDict, total=False):
+    """The bootstrap's keyword settings, passed on unchanged to :func:`cluster_bootstrap`,
+    whose defaults (``DEFAULT_N_RESAMPLES``, ``DEFAULT_CONFIDENCE``, ``DEFAULT_SEED``) apply."""
+
+    n_resamples: int
+    confidence: float
+    seed: int
+
+
 def bootstrap_delta_ci(
     a: npt.ArrayLike,
     b: npt.ArrayLike,
     clusters: npt.ArrayLike | None = None,
-    *,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    confidence: float = DEFAULT_CONFIDENCE,
-    seed: int = DEFAULT_SEED,
+    **resampling: Unpack[Resampling],
 ) -> BootstrapCI:
     """Paired (cluster) bootstrap percentile interval of delta = acc(B) - acc(A).
 
@@ -172,30 +178,50 @@ def bootstrap_delta_ci(
     a row of cluster indices, so cost is O(n_resamples x n_clusters) integer gathers.
     """
     a_arr, b_arr = _as_pair(a, b)
+    return cluster_bootstrap(b_arr.astype(np.int64) - a_arr, 1, clusters, **resampling)
+
+
+def cluster_codes(clusters: npt.ArrayLike | None, n: int) -> tuple[ResampleUnit, np.ndarray]:
+    """The resampling unit and an integer code per item: its cluster's, or its own (None)."""
+    if clusters is None:
+        return "item", np.arange(n)
+    keys = pd.Series(np.asarray(clusters, dtype=object))
+    if keys.size != n:
+        raise ValueError(f"clusters has {keys.size} entries for {n} items")
+    if keys.isna().any():
+        raise ValueError("cluster keys must not be missing")
+    return "cluster", pd.factorize(keys)[0]
+
+
+def cluster_bootstrap(
+    numerators: np.ndarray,
+    denominator: int,
+    clusters: npt.ArrayLike | None,
+    *,
+    n_resamples: int = DEFAULT_N_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> BootstrapCI:
+    """Percentile (cluster) bootstrap of mean_i(numerators[i] / denominator).
+
+    The one resampling loop behind :func:`bootstrap_delta_ci` (denominator 1) and
+    ``repeats.bootstrap_repeats_ci`` (lcm of the repeat counts), so the two draw the same
+    clusters for the same seed and agree bit for bit at K = 1. Integer numerators keep the
+    per-cluster sums exact.
+    """
     if n_resamples < 1:
         raise ValueError("n_resamples must be >= 1")
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
-    n = a_arr.size
-    if clusters is None:
-        unit: ResampleUnit = "item"
-        codes = np.arange(n)
-    else:
-        unit = "cluster"
-        keys = pd.Series(np.asarray(clusters, dtype=object))
-        if keys.size != n:
-            raise ValueError(f"clusters has {keys.size} entries for {n} items")
-        if keys.isna().any():
-            raise ValueError("cluster keys must not be missing")
-        codes = pd.factorize(keys)[0]
+    n = numerators.size
+    unit, codes = cluster_codes(clusters, n)
     n_clusters = int(codes.max()) + 1 if n else 0
     if n == 0:
         return BootstrapCI(math.nan, math.nan, confidence, n_resamples, seed, unit, n_clusters)
 
-    diff = np.bincount(codes, weights=b_arr.astype(np.int64) - a_arr, minlength=n_clusters)
-    diff = diff.astype(np.int64)
+    diff = np.bincount(codes, weights=numerators, minlength=n_clusters).astype(np.int64)
     size = np.bincount(codes, minlength=n_clusters).astype(np.int64)
-    equal_sizes = bool((size == size[0]).all())  # item level: denominator is constant
+    equal_sizes = bool((size == size[0]).all())  # item level: the item count is constant
 
     rng = np.random.default_rng(seed)
     deltas = np.empty(n_resamples, dtype=np.float64)
@@ -203,9 +229,9 @@ def bootstrap_delta_ci(
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
         idx = rng.integers(0, n_clusters, size=(stop - start, n_clusters))
-        num = diff[idx].sum(axis=1)
-        den = n_clusters * size[0] if equal_sizes else size[idx].sum(axis=1)
-        deltas[start:stop] = num / den
+        total = diff[idx].sum(axis=1)
+        items = n_clusters * size[0] if equal_sizes else size[idx].sum(axis=1)
+        deltas[start:stop] = total / (items * denominator)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(deltas, [tail, 1.0 - tail])
     return BootstrapCI(float(low), float(high), confidence, n_resamples, seed, unit, n_clusters)
@@ -252,6 +278,11 @@ def _pp(x: float, signed: bool = False) -> str:
     return f"{r:+.1f}" if signed else f"{r:.1f}"
 
 
+def format_delta(delta_pp: float, ci_low_pp: float, ci_high_pp: float) -> str:
+    """``+1.9 pp [0.4, 3.4]``: a delta with its interval, the same in every headline."""
+    return f"{_pp(delta_pp, signed=True)} pp [{_pp(ci_low_pp)}, {_pp(ci_high_pp)}]"
+
+
 def format_headline(
     label_a: str,
     label_b: str,
@@ -269,7 +300,6 @@ def format_headline(
     never left to the reader.
     """
     return (
-        f"{label_b} vs {label_a}: {_pp(delta_pp, signed=True)} pp "
-        f"[{_pp(ci_low_pp)}, {_pp(ci_high_pp)}], McNemar {format_p(p_value)}, "
-        f"{n} paired samples"
+        f"{label_b} vs {label_a}: {format_delta(delta_pp, ci_low_pp, ci_high_pp)}, "
+        f"McNemar {format_p(p_value)}, {n} paired samples"
     )

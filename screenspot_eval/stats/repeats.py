@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -46,8 +46,11 @@ from screenspot_eval.stats.paired import (
     DEFAULT_N_RESAMPLES,
     DEFAULT_SEED,
     BootstrapCI,
-    ResampleUnit,
+    Resampling,
     _pp,
+    cluster_bootstrap,
+    cluster_codes,
+    format_delta,
     format_p,
 )
 from screenspot_eval.stats.slices import MISSING_VALUE, _slice_values
@@ -61,6 +64,15 @@ DEFAULT_MAX_EXACT_WORK: int = 200_000_000
 DEFAULT_POWER: float = 0.80
 
 TestMethod = Literal["auto", "exact", "monte-carlo"]
+
+
+class RepeatsSettings(Resampling, total=False):
+    """:func:`compare_repeats`' interval and test settings, for a caller that runs it as is
+    (e.g. once per budget); its keyword defaults apply to what is not given."""
+
+    alpha: float
+    method: TestMethod
+    n_draws: int
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -123,18 +135,6 @@ def _as_repeat_pair(y_a: npt.ArrayLike, y_b: npt.ArrayLike) -> tuple[np.ndarray,
     return a, b
 
 
-def _cluster_codes(clusters: npt.ArrayLike | None, n: int) -> tuple[ResampleUnit, np.ndarray]:
-    """Integer cluster codes, with the same rules as ``paired.bootstrap_delta_ci``."""
-    if clusters is None:
-        return "item", np.arange(n)
-    keys = pd.Series(np.asarray(clusters, dtype=object))
-    if keys.size != n:
-        raise ValueError(f"clusters has {keys.size} entries for {n} items")
-    if keys.isna().any():
-        raise ValueError("cluster keys must not be missing")
-    return "cluster", pd.factorize(keys)[0]
-
-
 def item_differences(y_a: npt.ArrayLike, y_b: npt.ArrayLike) -> tuple[np.ndarray, int]:
     """Per-item differences on the integer lattice: ``(numerators, denominator)``.
 
@@ -157,10 +157,7 @@ def bootstrap_repeats_ci(
     y_a: npt.ArrayLike,
     y_b: npt.ArrayLike,
     clusters: npt.ArrayLike | None = None,
-    *,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    confidence: float = DEFAULT_CONFIDENCE,
-    seed: int = DEFAULT_SEED,
+    **resampling: Unpack[Resampling],
 ) -> BootstrapCI:
     """Paired cluster-bootstrap percentile interval of delta = mean_i(mean_B[i] - mean_A[i]).
 
@@ -170,32 +167,7 @@ def bootstrap_repeats_ci(
     seed, cluster keys and resample count: at K = 1 both give the same interval.
     """
     num, den = item_differences(y_a, y_b)
-    if n_resamples < 1:
-        raise ValueError("n_resamples must be >= 1")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError("confidence must be in (0, 1)")
-    n = num.size
-    unit, codes = _cluster_codes(clusters, n)
-    n_clusters = int(codes.max()) + 1 if n else 0
-    if n == 0:
-        return BootstrapCI(math.nan, math.nan, confidence, n_resamples, seed, unit, n_clusters)
-
-    diff = np.bincount(codes, weights=num, minlength=n_clusters).astype(np.int64)
-    size = np.bincount(codes, minlength=n_clusters).astype(np.int64)
-    equal_sizes = bool((size == size[0]).all())
-
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(n_resamples, dtype=np.float64)
-    chunk = max(1, _MAX_CELLS_PER_CHUNK // n_clusters)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n_clusters, size=(stop - start, n_clusters))
-        total = diff[idx].sum(axis=1)
-        items = n_clusters * size[0] if equal_sizes else size[idx].sum(axis=1)
-        deltas[start:stop] = total / (items * den)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(deltas, [tail, 1.0 - tail])
-    return BootstrapCI(float(low), float(high), confidence, n_resamples, seed, unit, n_clusters)
+    return cluster_bootstrap(num, den, clusters, **resampling)
 
 
 # --- sign-flip test ---------------------------------------------------------------------------
@@ -536,9 +508,9 @@ def format_repeats_headline(
 ) -> str:
     """Like ``paired.format_headline``, naming the sign-flip test and the repeats."""
     return (
-        f"{label_b} vs {label_a}: {_pp(delta_pp, signed=True)} pp "
-        f"[{_pp(ci_low_pp)}, {_pp(ci_high_pp)}], sign-flip {format_p(p_value)} ({method}), "
-        f"{n} paired samples, {k_a} repeat{'s' if k_a != 1 else ''} of A, {k_b} of B"
+        f"{label_b} vs {label_a}: {format_delta(delta_pp, ci_low_pp, ci_high_pp)}, "
+        f"sign-flip {format_p(p_value)} ({method}), {n} paired samples, "
+        f"{k_a} repeat{'s' if k_a != 1 else ''} of A, {k_b} of B"
     )
 
 
@@ -583,7 +555,7 @@ def compare_repeats(
         raise ValueError("power must be in (0, 1)")
     num, den = item_differences(a, b)
     n = num.size
-    unit, codes = _cluster_codes(clusters, n)
+    unit, codes = cluster_codes(clusters, n)
     ci = bootstrap_repeats_ci(
         a, b, clusters, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
