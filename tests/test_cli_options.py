@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from screenspot_eval.cli.app import app
+from screenspot_eval.cli.options import STATISTICS, Given, with_options
 from screenspot_eval.errors import EXIT_USER_ERROR
+from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 
 ENGINE_COMMANDS = ("run", "compare", "serve", "verify-embedder")
 
@@ -102,3 +104,23 @@ def test_serve_dry_run_shows_the_server_command_with_the_same_flags() -> None:
     assert command[command.index("--dtype") + 1] == "float16"
     assert command.count("--dtype") == 1
     assert '{"screenspot_embedder_norm":"post"}' in command
+
+
+def test_statistics_options_are_one_group_with_their_defaults() -> None:
+    """compare and sweep take --bootstrap-seed, --resamples and --repeats from one group, and a
+    command that is called without them gets the group's defaults, not None."""
+
+    @with_options(STATISTICS)
+    def command(given: Given) -> Given:
+        return given
+
+    given = command()
+    assert (given["repeats"], given.resampling()) == (
+        1,
+        {"seed": DEFAULT_SEED, "n_resamples": DEFAULT_N_RESAMPLES},
+    )
+    assert command(bootstrap_seed=7, resamples=200).resampling() == {"seed": 7, "n_resamples": 200}
+    assert given.overrides() == {}  # no config keys: the statistics never reach the run config
+    for name in ("compare", "sweep"):
+        help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}).stdout
+        assert all(flag in help_text for flag in ("--bootstrap-seed", "--resamples", "--repeats"))

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
+
 if TYPE_CHECKING:
     from screenspot_eval.run.config import RunConfig
 
@@ -378,6 +380,7 @@ class Opt:
     annotation: Any
     keys: tuple[str, ...] = ()
     to_config: Callable[[Any], Any] = _same
+    default: Any = None  # None: not given, so the config file or the defaults decide
 
 
 def parse_key_values(items: list[str] | None) -> dict[str, Any]:
@@ -461,11 +464,19 @@ CLIENT = (
 )
 #: Everything ``run`` takes; ``compare`` and ``sweep`` take the same but the variant/endpoint.
 EVAL = (*CONFIG_FILE, *OUT, *MODEL, *DATA_OPTIONS, *PROMPT_OPTIONS, *ENGINE, *CLIENT)
+#: The A/B statistics of ``compare`` and ``sweep``: no config keys, the command reads them
+#: (given to ``with_options`` before :data:`EVAL`, so ``--help`` lists them where they stood).
+STATISTICS = (
+    Opt("bootstrap_seed", BootstrapSeedOpt, default=DEFAULT_SEED),
+    Opt("resamples", ResamplesOpt, default=DEFAULT_N_RESAMPLES),
+    Opt("repeats", RepeatsOpt, default=1),
+)
 
 
 @dataclass(frozen=True)
 class Given:
-    """What the user typed for a command's option groups (``None``: not given)."""
+    """What the user typed for a command's option groups (``None``: not given; an option with
+    a default, like those of :data:`STATISTICS`, holds that default)."""
 
     values: dict[str, Any]
     options: tuple[Opt, ...]
@@ -492,6 +503,10 @@ class Given:
             )
         return {**dotted, **from_engine_arg}
 
+    def resampling(self) -> dict[str, int]:
+        """The :data:`STATISTICS` bootstrap settings as the comparison functions name them."""
+        return {"seed": self.values["bootstrap_seed"], "n_resamples": self.values["resamples"]}
+
     def resolve(
         self,
         *,
@@ -517,14 +532,14 @@ def with_options(*groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Cal
         own = [p for p in signature.parameters.values() if p.name != "given"]
         added = [
             inspect.Parameter(
-                o.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=o.annotation
+                o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=o.annotation
             )
             for o in options
         ]
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            values = {o.name: kwargs.pop(o.name, None) for o in options}
+            values = {o.name: kwargs.pop(o.name, o.default) for o in options}
             return command(*args, given=Given(values, options), **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]

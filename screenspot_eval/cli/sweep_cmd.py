@@ -9,7 +9,6 @@ import typer
 from screenspot_eval.cli import options as o
 from screenspot_eval.cli.handling import print_json, resume_command
 from screenspot_eval.cli.options import Given, with_options
-from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 
 SWEEP = "Sweep"
 
@@ -21,7 +20,7 @@ def comma_ints(value: str) -> list[int]:
         raise typer.BadParameter(f"expected numbers like 70,280,1120, got {value!r}") from exc
 
 
-@with_options(o.EVAL)
+@with_options(o.STATISTICS, o.EVAL)
 def sweep(
     given: Given,
     budgets: Annotated[
@@ -40,9 +39,6 @@ def sweep(
             rich_help_panel=SWEEP,
         ),
     ] = "post,pre",
-    bootstrap_seed: o.BootstrapSeedOpt = DEFAULT_SEED,
-    resamples: o.ResamplesOpt = DEFAULT_N_RESAMPLES,
-    repeats: o.RepeatsOpt = 1,
     restart: o.RestartOpt = False,
     quiet: o.QuietOpt = False,
     print_config: o.PrintConfigOpt = False,
@@ -67,13 +63,12 @@ def sweep(
         config,
         comma_ints(budgets),
         [v.strip() for v in variants.split(",") if v.strip()],
-        repeats=repeats,
+        repeats=given["repeats"],
         restart=restart,
         quiet=quiet,
         resume_command=resume_command(),
         log=typer.echo,
-        seed=bootstrap_seed,
-        n_resamples=resamples,
+        **given.resampling(),
     )
     typer.echo(result.headline)
     for note in result.notes:
