@@ -10,10 +10,9 @@ import typer
 from screenspot_eval.cli import options as o
 from screenspot_eval.cli.handling import print_json, resume_command
 from screenspot_eval.cli.options import Given, with_options
-from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 
 
-@with_options(o.EVAL)
+@with_options(o.STATISTICS, o.EVAL)
 def compare(
     given: Given,
     runs: Annotated[
@@ -27,9 +26,6 @@ def compare(
     endpoint_b: o.EndpointBOpt = None,
     allow_mismatch: o.AllowMismatchOpt = False,
     shared_only: o.SharedOnlyOpt = False,
-    bootstrap_seed: o.BootstrapSeedOpt = DEFAULT_SEED,
-    resamples: o.ResamplesOpt = DEFAULT_N_RESAMPLES,
-    repeats: o.RepeatsOpt = 1,
     restart: o.RestartOpt = False,
     quiet: o.QuietOpt = False,
     print_config: o.PrintConfigOpt = False,
@@ -47,9 +43,8 @@ def compare(
     With --repeats K each side runs K times and the report sets the A/B discordance beside
     the A/A noise floor; --a pre --b pre is an A/A control (labelled so).
     """
-    from screenspot_eval.run.compare import compare_runs, compare_variants
+    from screenspot_eval.run.compare import SideRuns, compare_runs, compare_variants
 
-    stats = {"seed": bootstrap_seed, "n_resamples": resamples}
     if runs:
         if len(runs) != 2:
             raise typer.BadParameter("give exactly two run folders: RUN_A RUN_B")
@@ -60,7 +55,7 @@ def compare(
             target,
             allow_mismatch=allow_mismatch,
             shared_only=shared_only,
-            **stats,
+            **given.resampling(),
         )
     else:
         servers = tuple(url for url in (endpoint_a, endpoint_b) if url)
@@ -70,10 +65,7 @@ def compare(
 
             print_json(describe_config(config))
             return
-        result = compare_variants(
-            config,
-            a,
-            b,
+        how = SideRuns(
             engines=engines,
             endpoint_a=endpoint_a,
             endpoint_b=endpoint_b,
@@ -81,9 +73,9 @@ def compare(
             quiet=quiet,
             resume_command=resume_command(),
             log=typer.echo,
-            repeats=repeats,
-            **stats,
+            repeats=given["repeats"],
         )
+        result = compare_variants(config, a, b, how, **given.resampling())
     typer.echo(result.terminal)
     for note in result.notes:
         typer.echo(f"note: {note}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from screenspot_eval.backends.provenance import provenance_differences
 from screenspot_eval.backends.variant import SWITCHABLE, Variant
@@ -41,7 +41,6 @@ from screenspot_eval.store.manifest import Manifest
 from screenspot_eval.store.records import records_frame
 from screenspot_eval.store.run_dir import RunDir, RunDirError
 
-EngineMode = Literal["auto", "one", "two"]
 ENGINE_MODES: tuple[str, ...] = ("auto", "one", "two")
 VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 
@@ -218,45 +217,53 @@ def side_config(config: RunConfig, variant: Variant, out: Path, endpoint: str | 
     )
 
 
+@dataclass(frozen=True)
+class SideRuns:
+    """How :func:`run_ab` runs the two sides, declared once for it and :func:`compare_variants`
+    (which checks ``engines`` and ``repeats`` and hands the rest on untouched)."""
+
+    engines: str = "auto"  # one of ENGINE_MODES
+    endpoint_a: str | None = None
+    endpoint_b: str | None = None
+    restart: bool = False
+    quiet: bool = False
+    resume_command: str | None = None
+    log: Any = print
+    repeats: int = 1
+
+    def pass_settings(self) -> dict[str, Any]:
+        """What every pass of either side runs with (``run_passes`` / ``run_side`` keywords)."""
+        return {"restart": self.restart, "quiet": self.quiet, "resume_command": self.resume_command}
+
+
 def run_ab(
-    config: RunConfig,
-    a: Variant,
-    b: Variant,
-    out: Path,
-    *,
-    engines: EngineMode = "auto",
-    endpoint_a: str | None = None,
-    endpoint_b: str | None = None,
-    restart: bool = False,
-    quiet: bool = False,
-    resume_command: str | None = None,
-    log: Any = print,
-    repeats: int = 1,
+    config: RunConfig, a: Variant, b: Variant, out: Path, how: SideRuns = SideRuns()
 ) -> tuple[list[RunResult], list[RunResult], list[str]]:
-    """Run A then B (each ``repeats`` times) with identical settings; returns both sides' runs
-    and notes for the report. ``a == b`` is an A/A control: at temperature > 0 side B draws
-    its own sampling seeds, so the control shows sampling noise rather than one draw twice."""
+    """Run A then B (each ``how.repeats`` times) with identical settings; returns both sides'
+    runs and notes for the report. ``a == b`` is an A/A control: at temperature > 0 side B
+    draws its own sampling seeds, so the control shows sampling noise rather than one draw
+    twice."""
     control = a == b
     dir_a, dir_b = out / f"a-{a}", out / f"b-{b}"
-    passes_a = side_passes(side_config(config, a, dir_a, endpoint_a), dir_a, repeats)
-    offset = repeats if control else 0
+    passes_a = side_passes(side_config(config, a, dir_a, how.endpoint_a), dir_a, how.repeats)
+    offset = how.repeats if control else 0
     passes_b = side_passes(
-        side_config(config, b, dir_b, endpoint_b), dir_b, repeats, seed_offset=offset
+        side_config(config, b, dir_b, how.endpoint_b), dir_b, how.repeats, seed_offset=offset
     )
-    kwargs: dict[str, Any] = {"restart": restart, "quiet": quiet, "resume_command": resume_command}
+    kwargs = how.pass_settings()
     notes: list[str] = [f"A/A control: variant {a} on both sides"] if control else []
-    in_process = not endpoint_a and not endpoint_b and not config.runtime.endpoints
+    in_process = not how.endpoint_a and not how.endpoint_b and not config.runtime.endpoints
     one_possible = in_process and (control or ({a, b} <= SWITCHABLE))
-    if engines == "one" and not one_possible:
+    if how.engines == "one" and not one_possible:
         raise UserError(
             "--engines one needs the in-process engine and the variants pre and post "
             "(or the same variant twice, an A/A control)"
         )
-    if one_possible and engines != "two":
-        shared = _one_engine(passes_a, passes_b, a, b, kwargs, log, out)
+    if one_possible and how.engines != "two":
+        shared = _one_engine(passes_a, passes_b, a, b, kwargs, how.log, out)
         if shared is not None:
             return shared[0], shared[1], [*notes, shared[2]]
-        if engines == "one":
+        if how.engines == "one":
             raise OneEngineUnavailableError(
                 "the one-engine self-check failed (see above); use --engines two or auto"
             )
@@ -305,44 +312,24 @@ def compare_variants(
     config: RunConfig,
     a: str,
     b: str,
+    how: SideRuns = SideRuns(),
     *,
-    engines: str = "auto",
-    endpoint_a: str | None = None,
-    endpoint_b: str | None = None,
-    restart: bool = False,
-    quiet: bool = False,
-    resume_command: str | None = None,
-    log: Any = print,
     seed: int = DEFAULT_SEED,
     n_resamples: int = DEFAULT_N_RESAMPLES,
-    repeats: int = 1,
 ) -> ComparisonResult:
     """``screenspot-eval compare --a A --b B [--repeats K]``: run both sides (K times each)
     into ``config.out``, compare."""
     for name, variant in (("--a", a), ("--b", b)):
         if variant not in VARIANTS:
             raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
-    if engines not in ENGINE_MODES:
-        raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {engines!r}")
+    if how.engines not in ENGINE_MODES:
+        raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {how.engines!r}")
     if config.out is None:
         raise UserError("no results folder: pass --out results/NAME or set out in the config")
-    if repeats < 1:
-        raise UserError(f"--repeats must be at least 1, not {repeats}")
+    if how.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, not {how.repeats}")
     out = Path(config.out)
-    _, _, notes = run_ab(
-        config,
-        a,  # type: ignore[arg-type]
-        b,  # type: ignore[arg-type]
-        out,
-        engines=engines,  # type: ignore[arg-type]
-        endpoint_a=endpoint_a,
-        endpoint_b=endpoint_b,
-        restart=restart,
-        quiet=quiet,
-        resume_command=resume_command,
-        log=log,
-        repeats=repeats,
-    )
+    _, _, notes = run_ab(config, a, b, out, how)  # type: ignore[arg-type]
     return compare_runs(
         out / f"a-{a}", out / f"b-{b}", out, notes=notes, seed=seed, n_resamples=n_resamples
     )
