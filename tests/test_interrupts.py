@@ -101,7 +101,7 @@ def test_engine_core_killed_mid_run_then_resume(
 ):
     out = tmp_path / "engine-died"
     args = run_args(tiny_model_dir, synth_data, out)
-    proc = popen_cli(args)
+    proc = popen_cli([*args, "--engine-core", "process"])  # an engine-core process to kill
     wait_for_records(proc, out / "predictions.jsonl", 3)
     cores = [
         p
@@ -117,7 +117,7 @@ def test_engine_core_killed_mid_run_then_resume(
     assert "resume with:" in output
     kept = (out / "predictions.jsonl").read_text().splitlines()
     assert len(kept) >= 3
-    resumed = run_cli(args)
+    resumed = run_cli(args)  # the engine core inline this time: placement is not an outcome
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     records = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len({r["id"] for r in records}) == len(records) == 48

@@ -268,15 +268,19 @@ def test_prepare_environment_sets_the_variable_and_restores_it(monkeypatch):
 
     monkeypatch.setattr(provenance, "batch_invariant_kernels_available", lambda: True)
     from screenspot_eval.backends.vllm.engine import prepare_environment, restore_environment
+    from screenspot_eval.backends.vllm.engine_args import EngineSettings
     from screenspot_eval.backends.vllm.launcher import server_environment
 
     monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
-    assert prepare_environment(False) == {}
-    assert "VLLM_BATCH_INVARIANT" not in __import__("os").environ
-    previous = prepare_environment(True)
-    assert __import__("os").environ["VLLM_BATCH_INVARIANT"] == "1"
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    environ = __import__("os").environ
+    restore_environment(prepare_environment(EngineSettings(model="m")))
+    assert "VLLM_BATCH_INVARIANT" not in environ
+    previous = prepare_environment(EngineSettings(model="m", batch_invariant=True))
+    assert environ["VLLM_BATCH_INVARIANT"] == "1"
     restore_environment(previous)
-    assert "VLLM_BATCH_INVARIANT" not in __import__("os").environ
+    assert "VLLM_BATCH_INVARIANT" not in environ
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in environ
     assert server_environment(None, True)["VLLM_BATCH_INVARIANT"] == "1"
     assert "VLLM_BATCH_INVARIANT" not in server_environment(None, False)
 
@@ -307,8 +311,10 @@ def test_a_vllm_that_cannot_run_the_kernels_is_refused_up_front(monkeypatch):
 
     monkeypatch.setattr(provenance, "batch_invariant_kernels_available", lambda: False)
     monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    from screenspot_eval.backends.vllm.engine_args import EngineSettings
+
     with pytest.raises(BatchInvarianceUnavailableError, match="Triton"):
-        prepare_environment(True)
+        prepare_environment(EngineSettings(model="m", batch_invariant=True))
     assert "VLLM_BATCH_INVARIANT" not in __import__("os").environ
 
 

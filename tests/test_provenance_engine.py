@@ -45,7 +45,7 @@ if __name__ == "__main__":
     provenance.batch_invariant_kernels_available = lambda: True  # the refusal, bypassed
     settings = EngineSettings(
         model=sys.argv[1], norm="pre", dtype="float32", max_model_len=2048, max_num_seqs=1,
-        batch_invariant=True,
+        batch_invariant=True, engine_core="process",  # the workers in processes of their own
     )
     try:
         engine = VllmEngine(settings, log_file=Path(sys.argv[2]))

@@ -78,8 +78,12 @@ def test_manifest_records_the_engine_provenance_read_in_the_workers(full_run):
     assert isinstance(provenance["chunked_prefill"], bool)
     assert isinstance(provenance["prefix_caching"], bool)
     assert provenance["compilation_mode"] and provenance["cudagraph_mode"]
-    assert provenance["enforce_eager"] is False and provenance["tensor_parallel_size"] == 1
+    # the tests' engines run eager (cli_helpers.ENGINE_ARGS): read back from the engine
+    assert provenance["enforce_eager"] is True and provenance["compilation_mode"] == "NONE"
+    assert provenance["tensor_parallel_size"] == 1
     assert provenance["image_token_id"] == 7 and provenance["workers"] == 1
+    if is_vllm_cpu_build():  # --engine-core auto: the worker ran in the run's own process
+        assert (provenance["engine_core"], provenance["executor_backend"]) == ("inline", "uni")
 
 
 def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):

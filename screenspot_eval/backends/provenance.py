@@ -50,6 +50,8 @@ class EngineProvenance(BaseModel):
     tensor_parallel_size: int | None = None
     pipeline_parallel_size: int | None = None
     data_parallel_size: int | None = None
+    executor_backend: str | None = None  # vLLM's resolved executor: uni, mp, ray
+    engine_core: str | None = None  # "inline" (workers in the driving process) or "process"
     batch_invariant: bool  # VLLM_BATCH_INVARIANT as the workers' vllm.envs see it
     batch_invariant_kernels: bool | None = None  # vLLM's batch-invariant mode switched on
     image_token_id: int | None = None  # the placeholder token counted as image soft tokens
@@ -92,6 +94,8 @@ LISTED_FIELDS: tuple[str, ...] = (
     "max_num_seqs",
     "max_num_batched_tokens",
     "data_parallel_size",
+    "executor_backend",
+    "engine_core",
     "max_model_len",
     "vllm_distribution",
     "image_token_id",

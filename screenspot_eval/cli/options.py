@@ -89,6 +89,16 @@ EnforceEagerOpt = Annotated[
         "--enforce-eager/--no-enforce-eager", help="Disable graph capture.", rich_help_panel=ENGINE
     ),
 ]
+EngineCoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine-core",
+        help="Where an in-process engine's core and worker run: auto (default; inline on the "
+        "CPU build, where vLLM's engine processes spin-wait on the same cores, else vLLM's own "
+        "process), process, or inline (VLLM_ENABLE_V1_MULTIPROCESSING=0). No outcome changes.",
+        rich_help_panel=ENGINE,
+    ),
+]
 BatchInvariantOpt = Annotated[
     bool | None,
     typer.Option(
@@ -431,6 +441,7 @@ ENGINE = (
     Opt("distributed_executor_backend", ExecutorOpt, ("engine.distributed_executor_backend",)),
     Opt("enforce_eager", EnforceEagerOpt, ("engine.enforce_eager",)),
     Opt("batch_invariant", BatchInvariantOpt, ("engine.batch_invariant",)),
+    Opt("engine_core", EngineCoreOpt, ("engine.engine_core",)),
     Opt("engine_arg", EngineArgOpt),  # expanded by engine_arg_overrides
 )
 DATA_OPTIONS = (

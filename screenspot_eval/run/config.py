@@ -23,7 +23,13 @@ from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME, load_templat
 
 #: Engine settings that decide scheduling or placement, not what a sample's answer is.
 NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
-    {"gpu_memory_utilization", "max_num_seqs", "distributed_executor_backend", "data_parallel_size"}
+    {
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "distributed_executor_backend",
+        "data_parallel_size",
+        "engine_core",
+    }
 )
 
 

@@ -19,7 +19,13 @@ from screenspot_eval.backends.base import (
 from screenspot_eval.backends.frontend import FrontEndStats
 from screenspot_eval.backends.provenance import EngineProvenance, check_batch_invariance
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
-from screenspot_eval.backends.vllm.engine_args import EngineSettings, is_vllm_cpu_build, llm_kwargs
+from screenspot_eval.backends.vllm.engine_args import (
+    ENGINE_CORE_ENV,
+    EngineSettings,
+    is_vllm_cpu_build,
+    llm_kwargs,
+    resolve_engine_core,
+)
 from screenspot_eval.backends.vllm.logs import engine_output
 from screenspot_eval.backends.vllm.provenance import (
     batch_invariant_environment,
@@ -27,26 +33,41 @@ from screenspot_eval.backends.vllm.provenance import (
 )
 
 
-def prepare_environment(batch_invariant: bool = False) -> dict[str, str | None]:
+def prepare_environment(settings: EngineSettings) -> dict[str, str | None]:
     """Environment every engine process needs; set before vLLM spawns its children.
 
     ``apply_model`` ships our probe function to the workers, which the multiprocess engine
     only allows with insecure serialisation enabled. On CPU builds, keep the engine's message
-    queue on loopback and the KV cache small unless the user chose otherwise.
-    ``batch_invariant`` sets ``VLLM_BATCH_INVARIANT=1`` (refused where vLLM lacks it); the
-    engine-core and worker processes inherit it. Returns the previous values of what it set
+    queue on loopback and the KV cache small unless the user chose otherwise. The engine core
+    goes where :func:`resolve_engine_core` says (``VLLM_ENABLE_V1_MULTIPROCESSING``), and
+    ``batch_invariant`` sets ``VLLM_BATCH_INVARIANT=1`` (refused where vLLM lacks it), which
+    the engine-core and worker processes inherit. Returns the previous values of what it set
     to a value of its own, for :func:`restore_environment`.
     """
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     if is_vllm_cpu_build():
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    if not batch_invariant:
-        return {}
-    require_batch_invariance()
-    previous = {name: os.environ.get(name) for name in batch_invariant_environment(True)}
-    os.environ.update(batch_invariant_environment(True))
+    wanted = {
+        ENGINE_CORE_ENV: "0" if resolve_engine_core(settings.engine_core) == "inline" else "1"
+    }
+    if settings.batch_invariant:
+        require_batch_invariance()
+        wanted.update(batch_invariant_environment(True))
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    _forget_cached_environment()
     return previous
+
+
+def _forget_cached_environment() -> None:
+    """An inline engine core freezes ``vllm.envs`` once started (``enable_envs_cache``); a
+    later engine in this process must read the environment it is started with."""
+    from vllm import envs
+
+    disable = getattr(envs, "disable_envs_cache", None)
+    if callable(disable):
+        disable()
 
 
 def restore_environment(previous: dict[str, str | None]) -> None:
@@ -90,7 +111,7 @@ class VllmEngine:
         self._previous_env: dict[str, str | None] = {}
         try:
             with engine_output(log_file, verbose=verbose):
-                self._previous_env = prepare_environment(settings.batch_invariant)
+                self._previous_env = prepare_environment(settings)
                 from vllm import LLM
 
                 self.llm: Any = LLM(**self.kwargs)

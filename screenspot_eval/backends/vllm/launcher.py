@@ -21,6 +21,7 @@ from typing import IO
 
 from screenspot_eval.backends.http.server import wait_until_healthy
 from screenspot_eval.backends.vllm.engine_args import (
+    ENGINE_CORE_ENV,
     LOOPBACK_HOSTS,
     EngineSettings,
     is_vllm_cpu_build,
@@ -58,8 +59,11 @@ def check_host(host: str, allow_remote: bool) -> None:
 def server_environment(api_key: str | None, batch_invariant: bool = False) -> dict[str, str]:
     """The server's environment: ours, plus what the routes' probes need, the API key, and
     ``VLLM_BATCH_INVARIANT=1`` for ``--batch-invariant`` (the server, its engine core and
-    workers inherit it)."""
+    workers inherit it). The server always runs vLLM's multiprocess engine (its API server
+    and engine core in processes of their own), whatever the caller's
+    ``VLLM_ENABLE_V1_MULTIPROCESSING`` says."""
     env = dict(os.environ)
+    env.pop(ENGINE_CORE_ENV, None)
     env.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # the embedder route's probe
     if is_vllm_cpu_build():
         env.setdefault("VLLM_HOST_IP", "127.0.0.1")
@@ -85,6 +89,11 @@ class ServerProcess:
         api_servers: int | None = None,
     ):
         check_host(host, allow_remote)
+        if settings.engine_core == "inline":
+            raise UserError(
+                "--engine-core inline is for in-process runs: a server runs vLLM's engine core "
+                "in a process of its own"
+            )
         if settings.batch_invariant:
             require_batch_invariance()
         self.settings = settings

@@ -163,7 +163,12 @@ def _enum_name(value: Any) -> str | None:
 
 
 def engine_provenance(vllm_config: Any, workers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The engine's resolved configuration plus the workers' accounts, which must agree."""
+    """The engine's resolved configuration plus the workers' accounts, which must agree.
+
+    Called in the process that drives the engine (the run, or the API server): a worker that
+    reports this process's pid runs inline, in the caller's process."""
+    import os
+
     from screenspot_eval.backends.vllm.engine_args import is_vllm_cpu_build
 
     if not workers:
@@ -195,6 +200,15 @@ def engine_provenance(vllm_config: Any, workers: list[dict[str, Any]]) -> dict[s
         "tensor_parallel_size": getattr(parallel, "tensor_parallel_size", None),
         "pipeline_parallel_size": getattr(parallel, "pipeline_parallel_size", None),
         "data_parallel_size": getattr(parallel, "data_parallel_size", None),
+        "executor_backend": _executor_name(getattr(parallel, "distributed_executor_backend", None)),
+        "engine_core": "inline" if all(w.get("pid") == os.getpid() for w in workers) else "process",
         "image_token_id": int(image_token_id) if isinstance(image_token_id, int) else None,
         "workers": len(workers),
     }
+
+
+def _executor_name(backend: Any) -> str | None:
+    """vLLM's resolved executor (``uni``, ``mp``, ``ray`` or a class): a name either way."""
+    if backend is None or isinstance(backend, str):
+        return backend
+    return getattr(backend, "__name__", str(backend))
