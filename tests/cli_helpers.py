@@ -48,7 +48,11 @@ def popen_cli(args: list[str], env_update: dict[str, str] | None = None) -> subp
 
 #: Deterministic engine settings for tests: fp32, and one sequence at a time, so outcomes do
 #: not depend on batch composition (interrupted, resumed and served runs must agree).
-ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "1"]
+COMPILED_ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "1"]
+#: The same, eager: no torch.compile of the tiny model at every engine start (20-30 s each on
+#: 2 cores, more with a cold compile cache). vLLM's compiled path, the default, is covered by
+#: tests/test_compare_engine.py (one switched engine against two) and by `make demo`.
+ENGINE_ARGS = [*COMPILED_ENGINE_ARGS, "--enforce-eager"]
 DECODING_ARGS = ["--structured", "--max-tokens", "48", "--quiet"]
 
 

@@ -61,6 +61,7 @@ def verified_embedder(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFac
 
     out = tmp_path_factory.mktemp("verify") / "checks.json"
     args = [a.format(model=tiny_model_dir) for a in VERIFY_COMMAND]
+    args.append("--enforce-eager")  # CPU-sized, as the README test rewrites engine commands
     proc = run_cli([*args, "--json", str(out)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     checks = {c["requested"]: c for c in json.loads(out.read_text())}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_cli
+from cli_helpers import COMPILED_ENGINE_ARGS, DECODING_ARGS, run_cli
 
 from screenspot_eval.errors import EXIT_USER_ERROR
 
@@ -35,7 +35,7 @@ def compare_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         str(data),
         "--out",
         str(out),
-        *ENGINE_ARGS,
+        *COMPILED_ENGINE_ARGS,  # vLLM's default, compiled: the in-place switch must hold there
         *DECODING_ARGS,
         "--limit",
         "32",

@@ -15,15 +15,12 @@ from cli_helpers import run_cli
 
 pytestmark = pytest.mark.engine
 
-#: The engine in the command's own process: the same engine, started in seconds.
-FAST_START = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-
 
 @pytest.fixture(scope="module")
 def parity_run(tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("parity") / "tiny"
     args = ["parity", "--model", str(tiny_model_dir), "--data", str(synth_data)]
-    proc = run_cli([*args, "--samples", "4", "--out", str(out)], FAST_START, timeout=900)
+    proc = run_cli([*args, "--samples", "4", "--enforce-eager", "--out", str(out)], timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (out / "parity.csv").open(newline="") as f:
         rows = {row["variant"]: row for row in csv.DictReader(f)}

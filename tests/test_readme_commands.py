@@ -32,11 +32,11 @@ pytestmark = [pytest.mark.engine, pytest.mark.server]
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = readme_commands("screenspot-eval ")
 #: CPU-sized engine flags appended to every command that starts an engine.
-CPU_ENGINE = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4"]
+CPU_ENGINE = [
+    *("--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4"),
+    "--enforce-eager",  # no torch.compile of the tiny model at each of the ~10 engine starts
+]
 CPU_RUN = ["--max-soft-tokens", "70", "--max-tokens", "24", "--limit", "6", "--quiet"]
-#: The engine in the command's own process: the same engine, started in seconds rather than
-#: half a minute (servers keep vLLM's default multiprocess engine).
-FAST_START = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 #: Commands that evaluate samples in an engine: they get the small data and CPU flags.
 EVALUATING = ("run", "compare", "sweep")
 #: Commands covered elsewhere: shared with the variant tests (three engine starts, once).
@@ -144,7 +144,7 @@ def readme_run(
                 )
                 done["results"].append((command, args, proc))
                 continue
-            done["results"].append((command, args, run_cli(args, FAST_START, timeout=900)))
+            done["results"].append((command, args, run_cli(args, timeout=900)))
         for args, proc in done["servers"]:
             port = args[args.index("--port") + 1]
             keyed = "--api-key" in args
@@ -256,7 +256,7 @@ def test_make_demo_runs_as_written(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env=cli_env(FAST_START),
+        env=cli_env(),
         timeout=1200,
         check=False,
     )

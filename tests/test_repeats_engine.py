@@ -17,7 +17,7 @@ from cli_helpers import run_cli
 
 pytestmark = pytest.mark.engine
 
-ENGINE = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "8"]
+ENGINE = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "8", "--enforce-eager"]
 
 
 def aa_compare(model: Path, data: Path, out: Path, *extra: str):
