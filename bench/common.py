@@ -305,6 +305,16 @@ def answers(run_dir: Path) -> dict[str, str | None]:
     return {record.id: record.raw_response for record in records}
 
 
+def manifest(run_dir: Path) -> dict[str, Any]:
+    """A run folder's whole manifest, as JSON (engine provenance, sessions, counts)."""
+    from screenspot_eval.store.run_dir import RunDir
+
+    found = RunDir(run_dir).read_manifest()
+    if found is None:
+        raise RuntimeError(f"{run_dir} has no manifest.json")
+    return found.model_dump(mode="json")
+
+
 def write_figures(name: str, figures: dict[str, Any]) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"

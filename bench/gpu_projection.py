@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -143,7 +144,7 @@ PATHS = ("original", "original+uuid", "prepared+uuid")
 FRONTEND_SIZES = ((3840, 2160), (6016, 3384))
 
 
-def measure_frontend(count: int) -> dict[str, Any]:
+def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]:
     """vLLM's front-end cost per request, stage by stage, for each path in :data:`PATHS`.
 
     ``LLM.enqueue_chat`` runs synchronously in the caller's thread: chat rendering, the image
@@ -153,7 +154,12 @@ def measure_frontend(count: int) -> dict[str, Any]:
     (``enable_mm_processor_stats``) split the call. Every request gets a distinct screenshot
     (no cache hit). Also timed, per image, on this thread: the PNG decode and the harness's
     preparation (``ImagePreparer.resize``, which runs in the decode pool in a real run).
+
+    ``engine_core``: ``process`` (vLLM's layout on a GPU: the hand-off serialises the request
+    to the engine-core process, whose worker spin-waits on this machine's cores meanwhile) or
+    ``inline`` (the tool's default on the CPU build: no hand-off, nothing else running).
     """
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if engine_core == "inline" else "1"
     from PIL import Image
     from vllm import LLM, SamplingParams
 
@@ -181,7 +187,7 @@ def measure_frontend(count: int) -> dict[str, Any]:
     )
     registry = llm.renderer._mm_timing_registry
     params = SamplingParams(max_tokens=1, temperature=0.0)
-    result: dict[str, Any] = {"requests_per_cell": count, "cells": []}
+    result: dict[str, Any] = {"requests_per_cell": count, "engine_core": engine_core, "cells": []}
     serial = 0
     try:
         llm.sleep(level=0)
@@ -376,11 +382,19 @@ def main() -> None:
     parser.add_argument("--per-resolution", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frontend-requests", type=int, default=8)
+    parser.add_argument("--engine-core", choices=("process", "inline"), default="process")
+    parser.add_argument("--frontend-only", action="store_true", help="skip the CPU terms")
     args = parser.parse_args()
     env = common.set_env_defaults()
     started = time.perf_counter()
+    if args.frontend_only:
+        frontend = measure_frontend(args.frontend_requests, args.engine_core)
+        path = common.write_figures(f"{NAME}-frontend-{args.engine_core}", frontend)
+        print(stages_markdown(frontend))
+        print(f"written: {path}")
+        return
     cpu = measure_cpu(args.per_resolution, args.threads)
-    frontend = measure_frontend(args.frontend_requests)
+    frontend = measure_frontend(args.frontend_requests, args.engine_core)
     rows = project(cpu, frontend)
     figures = {
         "benchmark": NAME,
@@ -388,7 +402,7 @@ def main() -> None:
         "machine": common.machine(),
         "env": env,
         "command": f".venv/bin/python bench/gpu_projection.py --per-resolution "
-        f"{args.per_resolution} --threads {args.threads}",
+        f"{args.per_resolution} --threads {args.threads} --engine-core {args.engine_core}",
         "measured_here": {
             "torch_threads": args.threads,
             "per_resolution": cpu,

@@ -67,8 +67,11 @@ def tree_cpu_s() -> float:
     return total
 
 
-def bare(config_path: Path, result_path: Path) -> None:
-    """The bare side: pre-decode, one ``LLM.chat`` call, nothing else."""
+def bare(config_path: Path, result_path: Path, engine_core: str) -> None:
+    """The bare side: pre-decode, one ``LLM.chat`` call, nothing else. ``engine_core``:
+    ``process`` (vLLM's default, what a plain script gets) or ``inline``
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the harness's default on the CPU build)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if engine_core == "inline" else "1"
     from screenspot_eval.data.images import decode_image
     from screenspot_eval.data.select import instruction_for, select_samples
     from screenspot_eval.data.validate import open_dataset
@@ -171,11 +174,23 @@ def main() -> None:
     parser.add_argument("--max-width", type=int, default=3840)
     parser.add_argument("--max-num-seqs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--bare", nargs=2, type=Path, metavar=("CONFIG", "RESULT"))
+    parser.add_argument(
+        "--engine-core",
+        choices=("auto", "process", "inline"),
+        default="auto",
+        help="the harness's --engine-core (auto: inline on the CPU build)",
+    )
+    parser.add_argument(
+        "--bare-engine-core",
+        choices=("same", "process", "inline"),
+        default="same",
+        help="where the bare script's engine core runs (same: where the harness's ran)",
+    )
+    parser.add_argument("--bare", nargs=3, metavar=("CONFIG", "RESULT", "ENGINE_CORE"))
     args = parser.parse_args()
     env = common.set_env_defaults()
     if args.bare:
-        bare(*args.bare)
+        bare(Path(args.bare[0]), Path(args.bare[1]), args.bare[2])
         return
 
     started = time.perf_counter()
@@ -189,7 +204,12 @@ def main() -> None:
         common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
         "--out", str(run_dir), *common.ENGINE_ARGS, "--max-num-seqs", str(args.max_num_seqs),
         *common.DECODING_ARGS, "--restart", "--engine-arg", "enable_mm_processor_stats=true",
+        "--engine-core", args.engine_core,
     ]  # fmt: skip
+    from screenspot_eval.backends.vllm.engine_args import resolve_engine_core
+
+    harness_core = resolve_engine_core(args.engine_core)
+    bare_core = harness_core if args.bare_engine_core == "same" else args.bare_engine_core
     resolved = subprocess.run(
         [*run_cmd, "--print-config"], check=True, capture_output=True, text=True
     ).stdout
@@ -200,11 +220,16 @@ def main() -> None:
     def run_harness(trial: int) -> tuple[dict[str, Any], dict[str, str | None]]:
         harness = common.timed_process(run_cmd, log=work / f"run-{trial}.log")
         harness["session"] = common.session(run_dir)
+        provenance = common.manifest(run_dir).get("engine_provenance") or {}
+        if provenance.get("engine_core") != harness_core:
+            raise RuntimeError(f"the harness's engine core ran {provenance.get('engine_core')}")
         return harness, common.answers(run_dir)
 
     def run_bare(trial: int) -> tuple[dict[str, Any], dict[str, str | None]]:
         result_path = work / f"bare-{trial}.json"
-        bare_cmd = [sys.executable, __file__, "--bare", str(config_path), str(result_path)]
+        bare_cmd = [
+            sys.executable, __file__, "--bare", str(config_path), str(result_path), bare_core
+        ]  # fmt: skip
         bare_side = common.timed_process(bare_cmd, log=work / f"bare-{trial}.log")
         bare_result = json.loads(result_path.read_text())
         bare_answers = bare_result.pop("answers")
@@ -247,9 +272,12 @@ def main() -> None:
         "machine": common.machine(),
         "env": env,
         "command": f".venv/bin/python bench/{Path(__file__).name} --n {args.n} "
-        f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats}",
+        f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats} "
+        f"--engine-core {args.engine_core} --bare-engine-core {args.bare_engine_core}",
         "data": {"root": str(data.relative_to(common.ROOT)), **synth},
         "settings": {
+            "harness_engine_core": harness_core,
+            "bare_engine_core": bare_core,
             "max_num_seqs": args.max_num_seqs,
             "dtype": "float32",
             "structured": True,
@@ -309,7 +337,10 @@ def main() -> None:
         "total_runtime_s": round(time.perf_counter() - started, 1),
         "loadavg_1min_end": round(os.getloadavg()[0], 2),
     }
-    path = common.write_figures(NAME, figures)
+    tag = (
+        "" if (harness_core, bare_core) == ("inline", "inline") else f"-{harness_core}-{bare_core}"
+    )
+    path = common.write_figures(NAME + tag, figures)
     print(json.dumps(figures["headline"], indent=1))
     print(f"written: {path}")
 

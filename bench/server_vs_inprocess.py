@@ -117,6 +117,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--transfers", default="auto,bytes")
     parser.add_argument("--api-servers", default="1")
+    parser.add_argument(
+        "--engine-core",
+        choices=("auto", "process", "inline"),
+        default="auto",
+        help="the in-process side's --engine-core (auto: inline on the CPU build)",
+    )
     args = parser.parse_args()
     transfers = [t for t in args.transfers.split(",") if t]
     env = common.set_env_defaults()
@@ -142,7 +148,8 @@ def main() -> None:
 
     def in_process(trial: int) -> dict[str, Any]:
         out = work / "inprocess"
-        result = common.timed_process([*base, "--out", str(out)], log=work / f"inproc-{trial}.log")
+        command = [*base, "--out", str(out), "--engine-core", args.engine_core]
+        result = common.timed_process(command, log=work / f"inproc-{trial}.log")
         return {**result, "session": common.session(out), "answers": common.answers(out)}
 
     def via_server(trial: int, server_pid: int, transfer: str) -> dict[str, Any]:
@@ -203,7 +210,8 @@ def main() -> None:
         "env": env,
         "command": f".venv/bin/python bench/server_vs_inprocess.py --n {args.n} "
         f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats} "
-        f"--transfers {args.transfers} --api-servers {args.api_servers}",
+        f"--transfers {args.transfers} --api-servers {args.api_servers} "
+        f"--engine-core {args.engine_core}",
         "data": {"root": str(data.relative_to(common.ROOT)), **synth},
         "settings": {
             "max_num_seqs": args.max_num_seqs,
@@ -243,7 +251,8 @@ def main() -> None:
         "total_runtime_s": round(time.perf_counter() - started, 1),
         "loadavg_1min_end": round(os.getloadavg()[0], 2),
     }
-    path = common.write_figures(NAME, figures)
+    tag = "" if args.engine_core == "auto" else f"-{args.engine_core}"
+    path = common.write_figures(NAME + tag, figures)
     print(json.dumps(figures["headline"], indent=1))
     print(f"written: {path}")
 
