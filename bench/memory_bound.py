@@ -109,7 +109,7 @@ def main() -> None:
             "peak_rss_mb_small": small["peak_rss_mb"],
             "peak_rss_mb_full": full["peak_rss_mb"],
             "full_over_small": common.ratio(full["peak_rss_mb"], small["peak_rss_mb"]),
-            "goal": "<= 1.15",
+            "goal": "<= 1.05 (issue 16; issue 8: <= 1.15)",
             "wall_s": [small["wall_s"], full["wall_s"]],
             "eval_s": [small["session"]["eval_s"], full["session"]["eval_s"]],
             "any_run_disturbed": small["disturbed"] or full["disturbed"],
