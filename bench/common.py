@@ -289,30 +289,21 @@ def timed_process(
 
 def session(run_dir: Path) -> dict[str, Any]:
     """The last session of a run folder's manifest (load_s, eval_s, engine_idle_s, ...), as JSON."""
-    from screenspot_eval.store.run_dir import RunDir
-
-    manifest = RunDir(run_dir).read_manifest()
-    if manifest is None:
-        raise RuntimeError(f"{run_dir} has no manifest.json")
-    return manifest.session.model_dump(mode="json")
-
-
-def answers(run_dir: Path) -> dict[str, str | None]:
-    """sample id -> raw answer text of a run folder (the store's reading: last record wins)."""
-    from screenspot_eval.store.run_dir import RunDir
-
-    records, _ = RunDir(run_dir).read_records()
-    return {record.id: record.raw_response for record in records}
+    return _read_manifest(run_dir).session.model_dump(mode="json")
 
 
 def manifest(run_dir: Path) -> dict[str, Any]:
     """A run folder's whole manifest, as JSON (engine provenance, sessions, counts)."""
+    return _read_manifest(run_dir).model_dump(mode="json")
+
+
+def _read_manifest(run_dir: Path) -> Any:
     from screenspot_eval.store.run_dir import RunDir
 
     found = RunDir(run_dir).read_manifest()
     if found is None:
         raise RuntimeError(f"{run_dir} has no manifest.json")
-    return found.model_dump(mode="json")
+    return found
 
 
 def write_figures(name: str, figures: dict[str, Any]) -> Path:

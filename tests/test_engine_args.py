@@ -101,3 +101,16 @@ def test_the_engine_core_placement_is_not_an_outcome_setting():
     assert auto.fingerprint("h") == inline.fingerprint("h")
     assert "engine_core" not in auto.engine.model_dump(mode="json")  # old manifests unchanged
     assert "engine_core" not in llm_kwargs(inline.engine)
+
+
+def test_a_server_never_runs_its_engine_core_inline(monkeypatch):
+    from screenspot_eval.backends.vllm.engine_args import engine_environment_defaults
+    from screenspot_eval.backends.vllm.launcher import ServerProcess, server_environment
+    from screenspot_eval.errors import UserError
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    env = server_environment(None)
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in env  # vLLM's multiprocess engine, always
+    assert engine_environment_defaults().items() <= env.items()
+    with pytest.raises(UserError, match="--engine-core inline"):
+        ServerProcess(EngineSettings(model="m", engine_core="inline"))

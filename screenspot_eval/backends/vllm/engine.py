@@ -22,7 +22,7 @@ from screenspot_eval.backends.variant import EmbedderReport, check_variant
 from screenspot_eval.backends.vllm.engine_args import (
     ENGINE_CORE_ENV,
     EngineSettings,
-    is_vllm_cpu_build,
+    engine_environment_defaults,
     llm_kwargs,
     resolve_engine_core,
 )
@@ -44,10 +44,8 @@ def prepare_environment(settings: EngineSettings) -> dict[str, str | None]:
     the engine-core and worker processes inherit. Returns the previous values of what it set
     to a value of its own, for :func:`restore_environment`.
     """
-    os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
-    if is_vllm_cpu_build():
-        os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    for name, value in engine_environment_defaults().items():
+        os.environ.setdefault(name, value)
     wanted = {
         ENGINE_CORE_ENV: "0" if resolve_engine_core(settings.engine_core) == "inline" else "1"
     }

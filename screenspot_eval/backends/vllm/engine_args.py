@@ -78,6 +78,16 @@ def resolve_engine_core(mode: EngineCoreMode, environ: dict[str, str] | None = N
     return "inline" if is_vllm_cpu_build() else "process"
 
 
+def engine_environment_defaults() -> dict[str, str]:
+    """What every engine process (in-process engine or server) needs unless the user set it:
+    insecure serialisation for the probes ``apply_model`` ships to the workers, and on the CPU
+    build the engine's message queue on loopback and a small KV cache."""
+    defaults = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
+    if is_vllm_cpu_build():
+        defaults.update({"VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1"})
+    return defaults
+
+
 #: Processor-cache entries kept by default: a screenshot's later samples (consecutive in the
 #: data, all in flight at once) hit it; screenshots further apart rarely come back.
 PROCESSOR_CACHE_ITEMS = 16

@@ -24,7 +24,7 @@ from screenspot_eval.backends.vllm.engine_args import (
     ENGINE_CORE_ENV,
     LOOPBACK_HOSTS,
     EngineSettings,
-    is_vllm_cpu_build,
+    engine_environment_defaults,
     server_command,
 )
 from screenspot_eval.backends.vllm.provenance import (
@@ -64,10 +64,8 @@ def server_environment(api_key: str | None, batch_invariant: bool = False) -> di
     ``VLLM_ENABLE_V1_MULTIPROCESSING`` says."""
     env = dict(os.environ)
     env.pop(ENGINE_CORE_ENV, None)
-    env.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # the embedder route's probe
-    if is_vllm_cpu_build():
-        env.setdefault("VLLM_HOST_IP", "127.0.0.1")
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    for name, value in engine_environment_defaults().items():  # the routes' probes too
+        env.setdefault(name, value)
     if api_key:
         env["VLLM_API_KEY"] = api_key
     env.update(batch_invariant_environment(batch_invariant))

@@ -167,8 +167,6 @@ def engine_provenance(vllm_config: Any, workers: list[dict[str, Any]]) -> dict[s
 
     Called in the process that drives the engine (the run, or the API server): a worker that
     reports this process's pid runs inline, in the caller's process."""
-    import os
-
     from screenspot_eval.backends.vllm.engine_args import is_vllm_cpu_build
 
     if not workers:
