@@ -16,6 +16,7 @@ from screenspot_eval.stats.interaction import (
     interaction_test,
 )
 from screenspot_eval.stats.paired import bootstrap_delta_ci, holm, mcnemar_exact, paired_table
+from screenspot_eval.stats.signflip import sign_flip_test
 
 # --- simulation model -------------------------------------------------------------------------
 # Items have one latent "difficulty" per item (Gaussian copula, correlated within a screenshot),
@@ -91,7 +92,9 @@ def test_per_budget_rows_reuse_paired_statistics_at_k1() -> None:
     for row in res.table.itertuples():
         a, b = out_a[row.budget][:, 0], out_b[row.budget][:, 0]
         table = paired_table(a, b)
-        assert row.p == pytest.approx(mcnemar_exact(table.a_only, table.b_only), rel=1e-9)
+        # p: over screenshots, the headline; p_items: McNemar, conditional on these items.
+        assert row.p == sign_flip_test(b.astype(int) - a, clusters=clusters).p_value
+        assert row.p_items == pytest.approx(mcnemar_exact(table.a_only, table.b_only), rel=1e-9)
         ci = bootstrap_delta_ci(a, b, clusters, n_resamples=2000)
         assert (row.ci_low_pp, row.ci_high_pp) == (100 * ci.low, 100 * ci.high)
         assert row.delta_pp == pytest.approx(100 * table.delta)

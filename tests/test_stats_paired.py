@@ -317,22 +317,37 @@ def test_headline_example() -> None:
         ci_low_pp=0.41,
         ci_high_pp=3.36,
         p_value=0.0213,
+        p_items=0.0104,
         n=1581,
+        n_clusters=450,
     )
-    assert s == "pre-norm vs post-norm: +1.9 pp [0.4, 3.4], McNemar p = 0.02, 1581 paired samples"
+    assert s == (
+        "pre-norm vs post-norm: +1.9 pp [0.4, 3.4], screenshot sign-flip p = 0.02, "
+        "item McNemar p = 0.01, 1581 paired samples in 450 screenshots"
+    )
 
 
 def test_headline_negative_and_zero() -> None:
     s = format_headline(
-        "A", "B", delta_pp=-2.04, ci_low_pp=-3.5, ci_high_pp=-0.02, p_value=0.0004, n=300
+        "A", "B", delta_pp=-2.04, ci_low_pp=-3.5, ci_high_pp=-0.02, p_value=0.0004,
+        p_items=0.0, n=300, n_clusters=None,
+    )  # fmt: skip
+    assert s == (
+        "B vs A: -2.0 pp [-3.5, 0.0], item sign-flip p < 0.001, item McNemar p < 0.001, "
+        "300 paired samples"
     )
-    assert s == "B vs A: -2.0 pp [-3.5, 0.0], McNemar p < 0.001, 300 paired samples"
-    z = format_headline("A", "B", delta_pp=-0.01, ci_low_pp=-1.0, ci_high_pp=1.0, p_value=1.0, n=9)
-    assert z.startswith("B vs A: +0.0 pp [-1.0, 1.0], McNemar p = 1.00")
+    z = format_headline("A", "B", delta_pp=-0.01, ci_low_pp=-1.0, ci_high_pp=1.0, p_value=1.0,
+                        p_items=1.0, n=9, n_clusters=3, repeats=(1, 2))  # fmt: skip
+    assert z.startswith("B vs A: +0.0 pp [-1.0, 1.0], screenshot sign-flip p = 1.00")
+    assert z.endswith("9 paired samples in 3 screenshots, 1 repeat of A, 2 of B")
     e = format_headline(
-        "A", "B", delta_pp=math.nan, ci_low_pp=math.nan, ci_high_pp=math.nan, p_value=math.nan, n=0
+        "A", "B", delta_pp=math.nan, ci_low_pp=math.nan, ci_high_pp=math.nan, p_value=math.nan,
+        p_items=math.nan, n=0, n_clusters=0,
+    )  # fmt: skip
+    assert e == (
+        "B vs A: n/a pp [n/a, n/a], screenshot sign-flip p = n/a, item McNemar p = n/a, "
+        "0 paired samples in 0 screenshots"
     )
-    assert e == "B vs A: n/a pp [n/a, n/a], McNemar p = n/a, 0 paired samples"
 
 
 @pytest.mark.parametrize(

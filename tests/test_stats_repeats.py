@@ -6,125 +6,22 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import beta, norm
 
-from screenspot_eval.stats.paired import (
-    bootstrap_delta_ci,
-    mcnemar_exact,
-    min_detectable_delta,
-)
+from screenspot_eval.stats.paired import bootstrap_delta_ci, format_headline
 from screenspot_eval.stats.repeats import (
     as_repeats,
     bootstrap_repeats_ci,
     compare_repeats,
-    format_repeats_headline,
     item_differences,
     noise_floor,
     repeat_matrix,
-    sign_flip_test,
 )
-
-
-def mcnemar_reference(b: int, c: int) -> Fraction:
-    """Two-sided exact McNemar from first principles: 2 x smaller binomial tail, capped at 1."""
-    d = b + c
-    if d == 0:
-        return Fraction(1)
-    return min(Fraction(1), Fraction(2 * sum(math.comb(d, i) for i in range(min(b, c) + 1)), 2**d))
-
-
-def table_d(b: int, c: int, concordant: int = 50) -> np.ndarray:
-    """Per-item differences at K = 1 of a 2x2 table: b items -1, c items +1, the rest 0."""
-    return np.concatenate([-np.ones(b), np.ones(c), np.zeros(concordant)])
-
-
-# --- sign-flip test = exact McNemar at K = 1 --------------------------------------------------
-
-TABLES = [(b, c) for b in range(0, 22, 3) for c in range(0, 22, 4)] + [(1, 9), (0, 6), (5, 0)]
-
-
-@pytest.mark.parametrize(("b", "c"), TABLES)
-def test_sign_flip_is_exact_mcnemar_at_k1(b: int, c: int) -> None:
-    t = sign_flip_test(table_d(b, c))
-    assert t.method == "exact" and t.n_nonzero == b + c and t.n == b + c + 50
-    # At most 42 discordant pairs every probability is a dyadic rational held exactly in a float,
-    # so the equality with the first-principles value is exact, not approximate.
-    assert t.p_value == float(mcnemar_reference(b, c))
-    assert t.p_value == pytest.approx(mcnemar_exact(b, c), rel=1e-12, abs=0)
-
-
-@pytest.mark.parametrize(("b", "c"), [(40, 70), (56, 95), (120, 150), (300, 251)])
-def test_sign_flip_matches_mcnemar_on_large_tables(b: int, c: int) -> None:
-    assert sign_flip_test(table_d(b, c)).p_value == pytest.approx(mcnemar_exact(b, c), rel=1e-9)
-
-
-@pytest.mark.parametrize(("b", "c"), [(1, 9), (10, 24), (30, 48), (56, 95), (100, 100)])
-def test_monte_carlo_sign_flip_close_to_mcnemar(b: int, c: int) -> None:
-    draws = 20_000
-    t = sign_flip_test(table_d(b, c), method="monte-carlo", n_draws=draws, seed=11)
-    exact = mcnemar_exact(b, c)
-    assert t.method == "monte-carlo" and t.n_draws == draws and t.seed == 11
-    # Monte-Carlo error of a proportion over `draws`, plus the +1 correction.
-    tol = 4.0 * math.sqrt(exact * (1 - exact) / draws) + 2.0 / draws
-    assert abs(t.p_value - exact) <= tol
-    assert t.p_value >= 1.0 / (draws + 1)  # the +1 correction: never exactly 0
-    assert t == sign_flip_test(table_d(b, c), method="monte-carlo", n_draws=draws, seed=11)
-
-
-def test_exact_distribution_matches_brute_force_enumeration() -> None:
-    rng = np.random.default_rng(4)
-    for _ in range(30):
-        k_a, k_b = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        n = int(rng.integers(1, 13))
-        ya, yb = rng.random((n, k_a)) < 0.5, rng.random((n, k_b)) < 0.6
-        num, den = item_differences(ya, yb)
-        nz = num[num != 0]
-        observed = abs(int(num.sum()))
-        hits = sum(
-            abs(int(np.dot(signs, nz))) >= observed
-            for signs in itertools.product((-1, 1), repeat=nz.size)
-        )
-        expected = Fraction(hits, 2**nz.size)
-        got = sign_flip_test(num / den, denominator=den)
-        assert got.p_value == pytest.approx(float(expected), rel=1e-12)
-        assert got.statistic == pytest.approx(num.sum() / den / n)
-
-
-@pytest.mark.parametrize("discordant", [*range(0, 40), 151])
-def test_k1_mdd_equals_mcnemar_threshold(discordant: int) -> None:
-    n = 400
-    d = table_d(discordant // 3, discordant - discordant // 3, n - discordant)
-    t = sign_flip_test(d)
-    expected = min_detectable_delta(discordant, n)
-    if expected is None:
-        assert t.mdd is None
-    else:
-        assert t.mdd == pytest.approx(expected, rel=1e-12)
-
-
-def test_sign_flip_edge_cases_and_validation() -> None:
-    assert sign_flip_test(np.zeros(10)).p_value == 1.0
-    assert sign_flip_test(np.zeros(10)).mdd is None
-    assert math.isnan(sign_flip_test(np.array([])).p_value)
-    off_lattice = sign_flip_test(np.array([0.3, 0.7, -0.1, 0.25]), n_draws=2000)
-    assert off_lattice.method == "monte-carlo"  # no lattice: only Monte-Carlo applies
-    with pytest.raises(ValueError):
-        sign_flip_test(np.array([0.3, 0.7]), method="exact")
-    with pytest.raises(ValueError):
-        sign_flip_test(np.array([0.5]), denominator=3)
-    with pytest.raises(ValueError):
-        sign_flip_test(np.array([1.0]), method="bogus")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        sign_flip_test(np.array([np.nan]))
-    # Above the work limit "auto" falls back to Monte-Carlo and says so.
-    t = sign_flip_test(table_d(30, 40), max_exact_work=10, n_draws=500)
-    assert t.method == "monte-carlo" and "500 draws" in t.description
-
+from screenspot_eval.stats.signflip import sign_flip_test
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -221,9 +118,11 @@ def test_compare_repeats_hand_values_and_headline() -> None:
     assert r.acc_a == pytest.approx(0.5) and r.acc_b == pytest.approx(0.5)
     d = np.array([0.0, 1 / 6, 1 / 3, -0.5])
     assert r.delta == pytest.approx(d.mean())
-    assert r.test.statistic == pytest.approx(d.mean()) and r.test.n_nonzero == 3
-    # The exact sign-flip p by enumeration of the three non-zero d: |T*| >= |0| always -> 1.
-    assert r.p_value == pytest.approx(1.0)
+    assert r.test.statistic == pytest.approx(d.mean()) and r.item_test.n_nonzero == 3
+    # Over screenshots the sums are s1: 0 + 1/6, s2: 1/3 - 1/2, two units that can flip.
+    assert (r.test.unit, r.test.n_units, r.test.n_nonzero) == ("cluster", 2, 2)
+    # The exact sign-flip p of T = 0: |T*| >= |0| always -> 1, at either level.
+    assert r.p_value == pytest.approx(1.0) and r.item_test.p_value == pytest.approx(1.0)
     # Mean over the 6 (A run, B run) pairs of discordant items.
     pairs = [np.count_nonzero(ya[:, i] != yb[:, j]) for i in range(2) for j in range(3)]
     assert r.ab_discordant == pytest.approx(np.mean(pairs))
@@ -232,23 +131,26 @@ def test_compare_repeats_hand_values_and_headline() -> None:
     )
     assert r.headline("post-norm", "pre-norm").startswith("pre-norm vs post-norm: +0.0 pp [")
     assert r.headline("A", "B").endswith(
-        "sign-flip p = 1.00 (exact), 4 paired samples, 2 repeats of A, 3 of B"
+        "screenshot sign-flip p = 1.00, item sign-flip p = 1.00, 4 paired samples in 2 "
+        "screenshots, 2 repeats of A, 3 of B"
     )
     assert r.settings["seed"] == 20260421 and r.settings["resample_unit"] == "cluster"
 
 
 def test_headline_and_noise_line_format() -> None:
-    s = format_repeats_headline(
+    s = format_headline(
         "post-norm", "pre-norm", delta_pp=1.88, ci_low_pp=0.41, ci_high_pp=3.36,
-        p_value=0.0213, method="exact", n=1581, k_a=3, k_b=3,
+        p_value=0.0213, p_items=0.004, n=1581, n_clusters=450, item_test="sign-flip",
+        repeats=(3, 3),
     )  # fmt: skip
     assert s == (
-        "pre-norm vs post-norm: +1.9 pp [0.4, 3.4], sign-flip p = 0.02 (exact), "
-        "1581 paired samples, 3 repeats of A, 3 of B"
+        "pre-norm vs post-norm: +1.9 pp [0.4, 3.4], screenshot sign-flip p = 0.02, "
+        "item sign-flip p = 0.004, 1581 paired samples in 450 screenshots, 3 repeats of A, 3 of B"
     )
     rng = np.random.default_rng(1)
     r = compare_repeats(rng.random((40, 1)) < 0.5, rng.random((40, 2)) < 0.5, n_resamples=200)
     assert r.headline("A", "B").endswith("40 paired samples, 1 repeat of A, 2 of B")
+    assert "item sign-flip p" in r.headline("A", "B")  # no clusters: the test is over items
     line = r.noise_line()
     assert "A n/a (1 repeat)" in line and f"B {r.noise_b.flips} (" in line
 
@@ -272,7 +174,7 @@ def test_full_size_is_fast() -> None:
     clusters = rng.integers(0, 450, 1581)
     start = time.perf_counter()
     r = compare_repeats(ya, yb, clusters, slices=rng.choice(["a", "b", "c"], 1581))
-    assert r.test.method == "exact"
+    assert r.test.method == "exact" and r.item_test.method == "exact"
     assert time.perf_counter() - start < 3.0
 
 
@@ -281,7 +183,10 @@ def test_full_size_is_fast() -> None:
 # Beta(0.6, 0.8) (many items nearly always right or wrong, some in between) through a Gaussian
 # copula with correlation RHO between the items of one screenshot; B improves every item by the
 # same share of its remaining headroom, p_B = p_A + f (1 - p_A), f = delta / (1 - E[p_A]), so the
-# true (population) delta is exactly `delta`. Each experiment draws new screenshots.
+# true (population) delta is exactly `delta`. Each experiment draws new screenshots. These check
+# the item-level test (the conventional figure) where it is valid: the same change on every
+# item. The headline, screenshot-level test under screenshot-varying differences is simulated in
+# test_stats_signflip.py.
 
 A_SHAPE, B_SHAPE = 0.6, 0.8
 MEAN_A = A_SHAPE / (A_SHAPE + B_SHAPE)

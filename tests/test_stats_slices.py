@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from screenspot_eval.stats.paired import DEFAULT_SEED, holm
+from screenspot_eval.stats.paired import DEFAULT_SEED, format_p, holm, mcnemar_exact
+from screenspot_eval.stats.signflip import sign_flip_test
 from screenspot_eval.stats.slices import MISSING_VALUE, TABLE_COLUMNS, compare_slices
 
 
@@ -59,7 +60,11 @@ def test_table_shape_and_overall_row() -> None:
     assert row["acc_b"] == pytest.approx(b.mean())
     assert row["delta_pp"] == pytest.approx(100 * (b.mean() - a.mean()))
     assert row["a_only"] == int((a & ~b).sum()) and row["b_only"] == int((~a & b).sum())
-    assert row["p_holm"] == row["p_mcnemar"]
+    assert row["p_holm"] == row["p"]  # overall: one test, unadjusted
+    d = df["correct_b"].astype(int) - df["correct_a"]
+    assert row["p"] == sign_flip_test(d, clusters=df["cluster"]).p_value  # over screenshots
+    assert row["p_mcnemar"] == mcnemar_exact(int(row["a_only"]), int(row["b_only"]))
+    assert row["test"] == "exact" and row["mde_pp"] > row["mdd_pp"] > 0
     assert row["ci_low_pp"] <= row["delta_pp"] <= row["ci_high_pp"]
     assert row["n_clusters"] == df["cluster"].nunique()
     assert row["wrong_format_a"] == pytest.approx(df["wrong_format_a"].mean())
@@ -79,8 +84,8 @@ def test_families_partition_items_and_holm_is_within_family() -> None:
         assert sorted(rows["value"]) == sorted(df[family].unique())
         assert rows["n"].sum() == len(df)
         assert rows[["both_right", "a_only", "b_only", "both_wrong"]].to_numpy().sum() == len(df)
-        np.testing.assert_allclose(rows["p_holm"], holm(rows["p_mcnemar"].to_numpy()))
-        assert (rows["p_holm"] >= rows["p_mcnemar"] - 1e-15).all()
+        np.testing.assert_allclose(rows["p_holm"], holm(rows["p"].to_numpy()))
+        assert (rows["p_holm"] >= rows["p"] - 1e-15).all()
     vs = t[(t["slice"] == "application") & (t["value"] == "vscode")].iloc[0]
     sub = df[df["application"] == "vscode"]
     assert vs["n"] == len(sub)
@@ -112,9 +117,12 @@ def test_empty_frame_does_not_crash() -> None:
     assert list(res.table["slice"]) == ["overall"]
     row = res.overall()
     assert row["n"] == 0
-    for col in ("acc_a", "delta_pp", "ci_low_pp", "p_mcnemar", "mdd_pp", "wrong_format_a"):
+    for col in ("acc_a", "delta_pp", "ci_low_pp", "p", "p_mcnemar", "mdd_pp", "mde_pp"):
         assert math.isnan(row[col])
-    assert res.headline("A", "B") == "B vs A: n/a pp [n/a, n/a], McNemar p = n/a, 0 paired samples"
+    assert res.headline("A", "B") == (
+        "B vs A: n/a pp [n/a, n/a], screenshot sign-flip p = n/a, item McNemar p = n/a, "
+        "0 paired samples in 0 screenshots"
+    )
 
 
 def test_all_agree() -> None:
@@ -122,7 +130,7 @@ def test_all_agree() -> None:
     df["correct_b"] = df["correct_a"]
     df["wrong_format_b"] = df["wrong_format_a"]
     t = compare_slices(df, n_resamples=300).table
-    assert (t["p_mcnemar"] == 1.0).all() and (t["p_holm"] == 1.0).all()
+    assert (t["p_mcnemar"] == 1.0).all() and (t["p_holm"] == 1.0).all() and (t["p"] == 1.0).all()
     assert (t["delta_pp"] == 0).all()
     assert (t["ci_low_pp"] == 0).all() and (t["ci_high_pp"] == 0).all()
     assert t["mdd_pp"].isna().all()  # zero discordant pairs: nothing can be significant
@@ -135,9 +143,9 @@ def test_empty_category_and_missing_group() -> None:
     df["application"] = df["application"].where(df["application"] != "word", None)
     t = compare_slices(df, n_resamples=300).table
     os_row = t[(t["slice"] == "group") & (t["value"] == "OS")].iloc[0]
-    assert os_row["n"] == 0 and math.isnan(os_row["p_mcnemar"]) and math.isnan(os_row["p_holm"])
+    assert os_row["n"] == 0 and math.isnan(os_row["p"]) and math.isnan(os_row["p_holm"])
     groups = t[(t["slice"] == "group") & (t["n"] > 0)]
-    np.testing.assert_allclose(groups["p_holm"], holm(groups["p_mcnemar"].to_numpy()))
+    np.testing.assert_allclose(groups["p_holm"], holm(groups["p"].to_numpy()))
     missing = t[(t["slice"] == "application") & (t["value"] == MISSING_VALUE)].iloc[0]
     assert missing["n"] == int(df["application"].isna().sum()) > 0
     assert t[t["slice"] == "application"]["n"].sum() == len(df)
@@ -164,4 +172,9 @@ def test_custom_families_and_headline() -> None:
     sign = "+" if row["delta_pp"] >= 0 else "-"
     head = res.headline("post-norm", "pre-norm")
     assert head.startswith(f"pre-norm vs post-norm: {sign}")
-    assert head.endswith(f"{len(df)} paired samples")
+    assert head.endswith(f"{len(df)} paired samples in {df['cluster'].nunique()} screenshots")
+    assert f"screenshot sign-flip p {format_p(row['p'])[2:]}, item McNemar p " in head
+    items = compare_slices(df, families=["group"], n_resamples=500, resample="item")
+    assert items.headline("A", "B").endswith(f"{len(df)} paired samples")
+    # Over items the sign-flip test is the exact McNemar test.
+    assert items.overall()["p"] == pytest.approx(items.overall()["p_mcnemar"], rel=1e-12)

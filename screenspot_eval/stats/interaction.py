@@ -3,9 +3,10 @@
 The same items are scored by both variants at several image budgets (e.g. 70, 280 and 1120
 soft tokens), possibly with repeats. Two questions, kept apart:
 
-1. *Per budget*: delta (B minus A), its cluster-bootstrap interval and a paired test, from
-   :func:`screenspot_eval.stats.repeats.compare_repeats` (at K = 1: the exact McNemar p and the
-   same interval as ``paired.bootstrap_delta_ci``), with Holm-adjusted p-values across budgets.
+1. *Per budget*: delta (B minus A), its cluster-bootstrap interval and the sign-flip test over
+   screenshots, from :func:`screenspot_eval.stats.repeats.compare_repeats` (at K = 1 the same
+   interval as ``paired.bootstrap_delta_ci``), with Holm-adjusted p-values across budgets; the
+   item-level test (McNemar at K = 1, conditional on these items) beside it as ``p_items``.
 2. *Interaction* (budget x variant): H0 "the delta is the same at every budget". Per item and
    budget, ``d[i, j] = mean_B - mean_A``. The statistic is a Wald statistic of the B - 1
    contrasts ``delta_j - delta_0`` with a cluster-robust covariance (screenshots as units); its
@@ -66,6 +67,7 @@ BUDGET_TABLE_COLUMNS: tuple[str, ...] = (
     "p",
     "p_holm",
     "test",
+    "p_items",
 )
 
 
@@ -262,6 +264,7 @@ def budget_interaction(
                 "p": r.p_value,
                 "p_holm": float(p_h),
                 "test": r.test.method,
+                "p_items": r.item_test.p_value,
             }
         )
     table = pd.DataFrame(rows, columns=list(BUDGET_TABLE_COLUMNS))
@@ -271,7 +274,8 @@ def budget_interaction(
     )
     recorded: dict[str, Any] = {
         **{key: used[key] for key in ("seed", "n_resamples", "confidence", "alpha")},
-        "per_budget_test": "paired sign-flip test (exact McNemar at K = 1)",
+        "per_budget_test": used["test"],
+        "per_budget_item_test": used["item_test"],
         "per_budget_interval": "percentile bootstrap, paired, resampling "
         + ("screenshots" if inter.unit == "cluster" else "items"),
         "multiple_testing": "Holm-Bonferroni across budgets",

@@ -291,15 +291,30 @@ def format_headline(
     ci_low_pp: float,
     ci_high_pp: float,
     p_value: float,
+    p_items: float,
     n: int,
+    n_clusters: int | None,
+    item_test: str = "McNemar",
+    repeats: tuple[int, int] | None = None,
 ) -> str:
-    """One-line result, read as "B vs A", e.g.
+    """One-line result, read as "B vs A", e.g. (A = post-norm, B = pre-norm)
 
-    ``"pre-norm vs post-norm: +1.9 pp [0.4, 3.4], McNemar p = 0.02, 1581 paired samples"``
-    for A = post-norm, B = pre-norm. The sign of delta is always shown, so the direction is
-    never left to the reader.
+    ``"pre-norm vs post-norm: +1.9 pp [0.4, 3.4], screenshot sign-flip p = 0.03, item McNemar
+    p = 0.02, 1581 paired samples in 450 screenshots"``.
+
+    ``p_value`` is the headline test's, at the level of the interval (sign-flip over
+    screenshots; over items when ``n_clusters`` is None); ``p_items`` the conventional
+    item-level test named ``item_test``, conditional on these items, for comparison with papers.
+    ``repeats = (K_A, K_B)`` appends them. The sign of delta is always shown.
     """
-    return (
+    unit = "screenshot" if n_clusters is not None else "item"
+    where = f" in {n_clusters} screenshots" if n_clusters is not None else ""
+    text = (
         f"{label_b} vs {label_a}: {format_delta(delta_pp, ci_low_pp, ci_high_pp)}, "
-        f"McNemar {format_p(p_value)}, {n} paired samples"
+        f"{unit} sign-flip {format_p(p_value)}, item {item_test} {format_p(p_items)}, "
+        f"{n} paired samples{where}"
     )
+    if repeats is None:
+        return text
+    k_a, k_b = repeats
+    return f"{text}, {k_a} repeat{'s' if k_a != 1 else ''} of A, {k_b} of B"

@@ -10,16 +10,15 @@ outcomes ``y_A[i, r]``, ``y_B[i, s]`` in {0, 1}, and the analysis works on the p
 - Interval: a paired bootstrap that resamples *screenshots* (clusters) with all their items and
   all their repeats, exactly as :func:`screenspot_eval.stats.paired.bootstrap_delta_ci` (same
   seed, chunking and percentile rule; at K = 1 it returns the same interval bit for bit).
-- Test: a paired sign-flip randomisation test of the d_i. Under H0 "A and B are exchangeable on
-  every item" each d_i is symmetric about 0, so flipping its sign leaves the distribution
-  unchanged; at K = 1 the d_i are -1 / 0 / +1 and the test *is* the exact McNemar test. The d_i
-  lie on the lattice ``1 / lcm(K_A, K_B)``, so the exact null distribution (all ``2**m`` sign
-  vectors of the m non-zero d_i) is computed by convolution in O(m x lattice width) rather than
-  by enumeration; Monte-Carlo (recorded seed and draws, +1 correction) is the fallback.
-  Exact under that null when K_A = K_B (per-item exchangeability, which holds whatever the
-  correlation between the items of a screenshot); with K_A != K_B the d_i have mean 0 but are
-  skewed, and the test is valid asymptotically (sum d_i / sqrt(sum d_i^2) is then a
-  studentised statistic). The interval is the statement about the average delta.
+- Test: the sign-flip randomisation test of :mod:`screenspot_eval.stats.signflip` over
+  *screenshots* (each screenshot's sum of d_i over all its items and repeats flips), the unit
+  the interval resamples; the same test over items (conditional on these items; the exact
+  McNemar test at K = 1) is kept beside it as the conventional figure. The d_i lie on the
+  lattice ``1 / lcm(K_A, K_B)``, so the screenshot sums are integers on it and the exact null
+  distribution is a convolution. With K_A != K_B the d_i have mean 0 under H0 but are skewed,
+  and both tests are valid asymptotically (self-studentised sums).
+- Power: the minimum detectable effect at 80 % power of the screenshot-level test, from the
+  screenshot-clustered standard error (``signflip.MDE_ASSUMPTIONS``).
 - Noise floor: how often an item's outcome differs between repeats of the *same* variant, and
   how many discordant pairs two runs of the same variant would show from noise alone, to set
   beside the A/B discordant pairs.
@@ -32,15 +31,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Unpack
+from typing import Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import norm
 
 from screenspot_eval.stats.paired import (
-    _MAX_CELLS_PER_CHUNK,
     DEFAULT_ALPHA,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_RESAMPLES,
@@ -50,20 +47,19 @@ from screenspot_eval.stats.paired import (
     _pp,
     cluster_bootstrap,
     cluster_codes,
-    format_delta,
-    format_p,
+    format_headline,
+)
+from screenspot_eval.stats.signflip import (
+    DEFAULT_N_DRAWS,
+    DEFAULT_POWER,
+    MDE_ASSUMPTIONS,
+    SignFlipTest,
+    TestMethod,
+    cluster_robust_se,
+    detectable_effect,
+    sign_flip_test,
 )
 from screenspot_eval.stats.slices import MISSING_VALUE, _slice_values
-
-#: Monte-Carlo sign-flip draws when the exact distribution is not used.
-DEFAULT_N_DRAWS: int = 10_000
-#: The exact null distribution costs about (non-zero d_i) x (lattice width) float additions;
-#: above this the test falls back to Monte-Carlo. 1581 items at K = 3 / 3 need ~5e7.
-DEFAULT_MAX_EXACT_WORK: int = 200_000_000
-#: Power at which :attr:`RepeatsComparison.mde` is stated.
-DEFAULT_POWER: float = 0.80
-
-TestMethod = Literal["auto", "exact", "monte-carlo"]
 
 
 class RepeatsSettings(Resampling, total=False):
@@ -170,172 +166,6 @@ def bootstrap_repeats_ci(
     return cluster_bootstrap(num, den, clusters, **resampling)
 
 
-# --- sign-flip test ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignFlipTest:
-    """Two-sided paired sign-flip randomisation test of mean(d) = 0, and its detection limit.
-
-    ``mdd`` is the smallest |mean d| that this test could call significant given the observed
-    magnitudes |d_i| (the analogue of ``paired.min_detectable_delta``, equal to it at K = 1);
-    ``None`` when no sign pattern can reach ``alpha``.
-    """
-
-    p_value: float
-    statistic: float  # observed mean of d (fraction)
-    method: Literal["exact", "monte-carlo"]
-    n: int
-    n_nonzero: int
-    n_draws: int | None  # Monte-Carlo only
-    seed: int | None  # Monte-Carlo only
-    alpha: float
-    mdd: float | None
-    mdd_method: str
-
-    @property
-    def description(self) -> str:
-        if self.method == "exact":
-            return "paired sign-flip randomisation test, exact null distribution (two-sided)"
-        return (
-            f"paired sign-flip randomisation test, Monte-Carlo with {self.n_draws} draws, "
-            f"seed {self.seed}, p = (1 + hits) / (1 + draws) (two-sided)"
-        )
-
-
-def _lattice(d: npt.ArrayLike, denominator: int | None) -> tuple[np.ndarray, int | None]:
-    """Integer numerators of d on ``1 / denominator``, or ``(floats, None)`` off any lattice."""
-    arr = np.asarray(d, dtype=np.float64).ravel()
-    if not np.isfinite(arr).all():
-        raise ValueError("differences must be finite")
-    scale = 1 if denominator is None else int(denominator)
-    if scale < 1:
-        raise ValueError("denominator must be a positive integer")
-    scaled = arr * scale
-    rounded = np.rint(scaled)
-    if np.allclose(scaled, rounded, rtol=0.0, atol=1e-9):
-        return rounded.astype(np.int64), scale
-    if denominator is not None:
-        raise ValueError(f"differences are not multiples of 1/{denominator}")
-    return arr, None
-
-
-def _null_pmf(magnitudes: np.ndarray) -> tuple[np.ndarray, int]:
-    """Exact distribution of sum_i s_i * m_i over independent fair signs s_i.
-
-    Returns ``(pmf, offset)`` with ``pmf[j] = P(sum = j - offset)``. One shift-and-average per
-    non-zero term: equivalent to enumerating all sign vectors, in O(terms x width).
-    """
-    pmf = np.ones(1)
-    for v in np.sort(magnitudes):
-        v = int(v)
-        out = np.zeros(pmf.size + 2 * v)
-        out[: pmf.size] += 0.5 * pmf
-        out[2 * v :] += 0.5 * pmf
-        pmf = out
-    return pmf, (pmf.size - 1) // 2
-
-
-def _exact_tails(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Support values t >= 0 of |sum| and P(|sum| >= t), ascending in t."""
-    pmf, offset = _null_pmf(magnitudes)
-    values = np.abs(np.arange(pmf.size) - offset)
-    mass = np.bincount(values, weights=pmf)
-    support = np.flatnonzero(mass > 0)
-    tails = np.cumsum(mass[support][::-1])[::-1]
-    return support, np.minimum(tails, 1.0)
-
-
-def sign_flip_test(
-    d: npt.ArrayLike,
-    *,
-    denominator: int | None = None,
-    method: TestMethod = "auto",
-    n_draws: int = DEFAULT_N_DRAWS,
-    seed: int = DEFAULT_SEED,
-    alpha: float = DEFAULT_ALPHA,
-    max_exact_work: int = DEFAULT_MAX_EXACT_WORK,
-) -> SignFlipTest:
-    """Two-sided paired sign-flip test of the per-item differences ``d`` (fractions).
-
-    Statistic ``T = sum d_i``; p = P(|T*| >= |T|) with T* = sum s_i d_i over independent fair
-    signs. Zeros cannot flip and drop out (as concordant pairs do in McNemar). With ``d`` on the
-    lattice ``1 / denominator`` (integers when ``None``), ``"auto"`` uses the exact distribution
-    while its cost stays under ``max_exact_work``, else Monte-Carlo: ``n_draws`` sign vectors
-    from ``seed``, p = (1 + #{|T*| >= |T|}) / (1 + n_draws), which is a valid p-value for any
-    number of draws. Off any lattice only Monte-Carlo applies.
-
-    ``mdd``: exact method -- the smallest support point t of |T*| with P(|T*| >= t) < alpha,
-    over n; Monte-Carlo -- the normal approximation z_{1 - alpha/2} * sqrt(sum d_i^2) / n.
-    """
-    if method not in ("auto", "exact", "monte-carlo"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'monte-carlo', not {method!r}")
-    if n_draws < 1:
-        raise ValueError("n_draws must be >= 1")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError("alpha must be in (0, 1)")
-    values, scale = _lattice(d, denominator)
-    n = int(values.size)
-    nonzero = values[values != 0]
-    m = int(nonzero.size)
-    observed = float(values.sum())
-    mean = observed / ((scale or 1) * n) if n else math.nan
-
-    work = m * (2 * float(np.abs(nonzero).sum()) + 1) if scale is not None else math.inf
-    if method == "exact" and scale is None:
-        raise ValueError("the exact test needs differences on a lattice (pass denominator)")
-    use_exact = method == "exact" or (method == "auto" and work <= max_exact_work)
-
-    if m == 0:  # nothing can flip: no evidence of a difference, nothing detectable
-        return SignFlipTest(
-            p_value=1.0 if n else math.nan,
-            statistic=mean,
-            method="exact" if use_exact else "monte-carlo",
-            n=n,
-            n_nonzero=0,
-            n_draws=None if use_exact else n_draws,
-            seed=None if use_exact else seed,
-            alpha=alpha,
-            mdd=None,
-            mdd_method=_mdd_method(use_exact),
-        )
-
-    if use_exact:
-        support, tails = _exact_tails(np.abs(nonzero))
-        t_obs = abs(int(values.sum()))
-        p = float(tails[np.searchsorted(support, t_obs)])
-        significant = np.flatnonzero(tails < alpha)
-        mdd = float(support[significant[0]]) / (scale * n) if significant.size else None
-        return SignFlipTest(
-            min(p, 1.0), mean, "exact", n, m, None, None, alpha, mdd, _mdd_method(True)
-        )
-
-    rng = np.random.default_rng(seed)
-    weights = nonzero.astype(np.float64)
-    threshold = abs(observed)
-    if scale is None:  # floats: do not let rounding turn a tie into a miss
-        threshold -= 1e-9 * max(1.0, float(np.abs(weights).sum()))
-    hits = 0
-    chunk = max(1, _MAX_CELLS_PER_CHUNK // m)
-    for start in range(0, n_draws, chunk):
-        rows = min(chunk, n_draws - start)
-        signs = rng.integers(0, 2, size=(rows, m), dtype=np.int8) * 2 - 1
-        hits += int(np.count_nonzero(np.abs(signs @ weights) >= threshold))
-    p = (1 + hits) / (1 + n_draws)
-    z = float(norm.ppf(1.0 - alpha / 2.0))
-    mdd = z * math.sqrt(float(np.sum(weights**2))) / ((scale or 1) * n)
-    return SignFlipTest(p, mean, "monte-carlo", n, m, n_draws, seed, alpha, mdd, _mdd_method(False))
-
-
-def _mdd_method(exact: bool) -> str:
-    if exact:
-        return (
-            "smallest |mean d| significant under the exact sign-flip distribution given the "
-            "observed |d_i| (= the McNemar threshold at K = 1)"
-        )
-    return "normal approximation to the sign-flip distribution: z * sqrt(sum d_i^2) / n"
-
-
 # --- noise floor ------------------------------------------------------------------------------
 
 
@@ -417,13 +247,15 @@ def noise_floor(y: npt.ArrayLike, slices: npt.ArrayLike | None = None) -> NoiseF
 class RepeatsComparison:
     """Everything a report needs for an A/B comparison with repeats (fractions; B minus A).
 
+    ``test``: the sign-flip test over screenshots (over items without clusters), the headline;
+    ``item_test``: the same over items, conditional on these items (McNemar at K = 1).
     ``ab_discordant``: the mean, over the K_A x K_B pairs (run of A, run of B), of the number
     of items on which the two runs disagree; ``noise_discordant``: the same expected from noise
-    alone (mean of the A/A estimates of the sides with K >= 2). ``mde``: the true delta that a
-    two-sided level-``alpha`` test detects with probability ``power`` at this design's
-    variability, (z_{1 - alpha/2} + z_power) x the cluster-robust standard error of mean(d);
+    alone (mean of the A/A estimates of the sides with K >= 2). ``mde``: the true delta that
+    ``test`` detects with probability ``power``, (z_{1 - alpha/2} + z_power) x the
+    screenshot-clustered standard error ``se`` of mean(d) (``signflip.MDE_ASSUMPTIONS``);
     more repeats shrink it by averaging the per-item noise. ``test.mdd`` is the conditional
-    threshold instead (see :class:`SignFlipTest`).
+    threshold instead (see :class:`~screenspot_eval.stats.signflip.SignFlipTest`).
     """
 
     n: int
@@ -436,6 +268,7 @@ class RepeatsComparison:
     se: float
     ci: BootstrapCI
     test: SignFlipTest
+    item_test: SignFlipTest
     mde: float
     power: float
     noise_a: NoiseFloor
@@ -458,22 +291,25 @@ class RepeatsComparison:
 
     @property
     def p_value(self) -> float:
+        """The headline p: the test at the level of the interval (screenshots)."""
         return self.test.p_value
 
     def headline(self, label_a: str, label_b: str) -> str:
         """One line read as "B vs A", e.g. ``"pre-norm vs post-norm: +1.9 pp [0.4, 3.4],
-        sign-flip p = 0.02 (exact), 1581 paired samples, 3 repeats of A, 3 of B"``."""
-        return format_repeats_headline(
+        screenshot sign-flip p = 0.03, item sign-flip p = 0.004, 1581 paired samples in 450
+        screenshots, 3 repeats of A, 3 of B"``."""
+        return format_headline(
             label_a,
             label_b,
             delta_pp=self.delta_pp,
             ci_low_pp=self.ci_low_pp,
             ci_high_pp=self.ci_high_pp,
             p_value=self.p_value,
-            method=self.test.method,
+            p_items=self.item_test.p_value,
             n=self.n,
-            k_a=self.k_a,
-            k_b=self.k_b,
+            n_clusters=self.n_clusters if self.test.unit == "cluster" else None,
+            item_test="sign-flip",
+            repeats=(self.k_a, self.k_b),
         )
 
     def noise_line(self) -> str:
@@ -493,40 +329,6 @@ class RepeatsComparison:
         )
 
 
-def format_repeats_headline(
-    label_a: str,
-    label_b: str,
-    *,
-    delta_pp: float,
-    ci_low_pp: float,
-    ci_high_pp: float,
-    p_value: float,
-    method: str,
-    n: int,
-    k_a: int,
-    k_b: int,
-) -> str:
-    """Like ``paired.format_headline``, naming the sign-flip test and the repeats."""
-    return (
-        f"{label_b} vs {label_a}: {format_delta(delta_pp, ci_low_pp, ci_high_pp)}, "
-        f"sign-flip {format_p(p_value)} ({method}), {n} paired samples, "
-        f"{k_a} repeat{'s' if k_a != 1 else ''} of A, {k_b} of B"
-    )
-
-
-def cluster_robust_se(d: np.ndarray, codes: np.ndarray) -> float:
-    """Standard error of mean(d) with clusters as the independent units (CR1 scaling)."""
-    n = d.size
-    n_clusters = int(codes.max()) + 1 if n else 0
-    if n_clusters < 2:
-        return math.nan
-    mean = float(d.mean())
-    totals = np.bincount(codes, weights=d, minlength=n_clusters)
-    sizes = np.bincount(codes, minlength=n_clusters)
-    resid = totals - sizes * mean
-    return math.sqrt(n_clusters / (n_clusters - 1) * float(np.sum(resid**2))) / n
-
-
 def compare_repeats(
     y_a: npt.ArrayLike,
     y_b: npt.ArrayLike,
@@ -543,16 +345,11 @@ def compare_repeats(
 ) -> RepeatsComparison:
     """Compare A and B from ``(n_items, K)`` outcome matrices (1-D = one repeat).
 
-    ``clusters`` (the screenshot of each item) makes the interval and the standard error
-    resample / treat screenshots as the independent units; ``slices`` (one label per item, e.g.
-    the group) adds per-slice flip counts to the noise floors. The sign-flip test needs no
-    clusters: given the items, the d_i are independent under H0 (each repeat is a separate
-    request), so it is exact (K_A = K_B; asymptotic otherwise) whatever the correlation
-    between the items of one screenshot.
+    ``clusters`` (the screenshot of each item) makes screenshots the independent units of the
+    interval, the standard error and the headline test; ``slices`` (one label per item, e.g.
+    the group) adds per-slice flip counts to the noise floors.
     """
     a, b = _as_repeat_pair(y_a, y_b)
-    if not 0.0 < power < 1.0:
-        raise ValueError("power must be in (0, 1)")
     num, den = item_differences(a, b)
     n = num.size
     unit, codes = cluster_codes(clusters, n)
@@ -560,11 +357,15 @@ def compare_repeats(
         a, b, clusters, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
     d = num / den
-    test = sign_flip_test(
-        d, denominator=den, method=method, n_draws=n_draws, seed=seed, alpha=alpha
+    how: dict[str, Any] = {"method": method, "n_draws": n_draws, "seed": seed, "alpha": alpha}
+    item_test = sign_flip_test(d, denominator=den, **how)
+    test = (
+        sign_flip_test(d, denominator=den, clusters=clusters, **how)
+        if unit == "cluster"
+        else item_test
     )
     se = cluster_robust_se(d, codes)
-    z = float(norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power))
+    mde = detectable_effect(se, alpha=alpha, power=power)
     mean_a, mean_b = a.mean(axis=1), b.mean(axis=1)
     ab_disc = float(np.sum(mean_a * (1.0 - mean_b) + mean_b * (1.0 - mean_a)))
     noise_a, noise_b = noise_floor(a, slices), noise_floor(b, slices)
@@ -580,8 +381,10 @@ def compare_repeats(
         if unit == "cluster"
         else "percentile bootstrap, paired, resampling items with all repeats",
         "test": test.description,
+        "item_test": "conventional item-level test, conditional on these items: "
+        + item_test.description,
         "mdd": test.mdd_method,
-        "mde": f"(z_(1-alpha/2) + z_{power}) x cluster-robust SE of mean(d)",
+        "mde": f"{power:g} power: {MDE_ASSUMPTIONS}",
         "delta": "mean over items of (mean over B repeats - mean over A repeats)",
         "numpy_version": np.__version__,
     }
@@ -596,7 +399,8 @@ def compare_repeats(
         se=se,
         ci=ci,
         test=test,
-        mde=z * se,
+        item_test=item_test,
+        mde=mde,
         power=power,
         noise_a=noise_a,
         noise_b=noise_b,

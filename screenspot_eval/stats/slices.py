@@ -1,8 +1,10 @@
 """Per-slice paired comparison table: overall, then by group, ui_type, application, platform.
 
-One row per slice value, each with its own paired table, exact McNemar test, paired cluster
-bootstrap interval and minimum detectable delta. Slices are compared many at a time, so each
-family's p-values (all values of ``group``, all values of ``application``, ...) are
+One row per slice value, each with its own paired table, paired cluster bootstrap interval,
+sign-flip test over screenshots (the unit the interval resamples: the row's ``p``), the exact
+McNemar test kept beside it as the conventional item-level figure (conditional on these items),
+and the detectable deltas of the screenshot-level test. Slices are compared many at a time, so
+each family's p-values (all values of ``group``, all values of ``application``, ...) are
 Holm-adjusted within that family; "overall" is a single test and keeps its raw p.
 """
 
@@ -23,11 +25,18 @@ from screenspot_eval.stats.paired import (
     DEFAULT_SEED,
     ResampleUnit,
     bootstrap_delta_ci,
+    cluster_codes,
     format_headline,
     holm,
     mcnemar_exact,
-    min_detectable_delta,
     paired_table,
+)
+from screenspot_eval.stats.signflip import (
+    DEFAULT_POWER,
+    MDE_ASSUMPTIONS,
+    cluster_robust_se,
+    detectable_effect,
+    sign_flip_test,
 )
 
 DEFAULT_FAMILIES: tuple[str, ...] = ("group", "ui_type", "application", "platform")
@@ -46,13 +55,16 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "delta_pp",
     "ci_low_pp",
     "ci_high_pp",
-    "p_mcnemar",
+    "p",
     "p_holm",
+    "test",
+    "p_mcnemar",
     "both_right",
     "a_only",
     "b_only",
     "both_wrong",
     "mdd_pp",
+    "mde_pp",
     "wrong_format_a",
     "wrong_format_b",
     "wrong_format_delta_pp",
@@ -64,9 +76,12 @@ class SliceComparison:
     """The per-slice table plus the settings needed to reproduce it.
 
     Units: ``acc_*`` and ``wrong_format_a`` / ``wrong_format_b`` are fractions in [0, 1];
-    every ``*_pp`` column is in percentage points of B minus A; ``mdd_pp`` is ``nan`` where
-    no split of the discordant pairs could be significant. ``table.attrs["settings"]`` holds
-    a copy of ``settings``.
+    every ``*_pp`` column is in percentage points of B minus A. ``p`` / ``p_holm``: the
+    sign-flip test over screenshots (``test``: exact or monte-carlo); ``p_mcnemar``: exact
+    McNemar over items. ``mdd_pp``: the smallest |delta| the screenshot-level test could call
+    significant given the screenshots' summed differences (``nan`` where none could);
+    ``mde_pp``: the true delta it detects with 80 % power. ``table.attrs["settings"]`` holds a
+    copy of ``settings``.
     """
 
     table: pd.DataFrame
@@ -84,8 +99,12 @@ class SliceComparison:
             delta_pp=float(row["delta_pp"]),
             ci_low_pp=float(row["ci_low_pp"]),
             ci_high_pp=float(row["ci_high_pp"]),
-            p_value=float(row["p_mcnemar"]),
+            p_value=float(row["p"]),
+            p_items=float(row["p_mcnemar"]),
             n=int(row["n"]),
+            n_clusters=int(row["n_clusters"])
+            if self.settings.get("resample_unit") == "cluster"
+            else None,
         )
 
 
@@ -124,16 +143,18 @@ def _row(
     alpha: float,
 ) -> dict[str, Any]:
     table = paired_table(sub["correct_a"], sub["correct_b"])
+    clusters = sub["cluster"] if resample == "cluster" else None
     ci = bootstrap_delta_ci(
         sub["correct_a"],
         sub["correct_b"],
-        sub["cluster"] if resample == "cluster" else None,
+        clusters,
         n_resamples=n_resamples,
         confidence=confidence,
         seed=seed,
     )
-    p = mcnemar_exact(table.a_only, table.b_only) if table.n else math.nan
-    mdd = min_detectable_delta(table.discordant, table.n, alpha)
+    d = sub["correct_b"].astype(np.int64) - sub["correct_a"]
+    test = sign_flip_test(d, clusters=clusters, seed=seed, alpha=alpha)
+    se = cluster_robust_se(d, cluster_codes(clusters, d.size)[1])
     n = table.n
     wf_a = float(sub["wrong_format_a"].mean()) if n else math.nan
     wf_b = float(sub["wrong_format_b"].mean()) if n else math.nan
@@ -147,13 +168,16 @@ def _row(
         "delta_pp": 100.0 * table.delta,
         "ci_low_pp": 100.0 * ci.low,
         "ci_high_pp": 100.0 * ci.high,
-        "p_mcnemar": p,
-        "p_holm": p,  # replaced by the family's Holm adjustment below
+        "p": test.p_value,
+        "p_holm": test.p_value,  # replaced by the family's Holm adjustment below
+        "test": test.method,
+        "p_mcnemar": mcnemar_exact(table.a_only, table.b_only) if n else math.nan,
         "both_right": table.both_right,
         "a_only": table.a_only,
         "b_only": table.b_only,
         "both_wrong": table.both_wrong,
-        "mdd_pp": math.nan if mdd is None else 100.0 * mdd,
+        "mdd_pp": math.nan if test.mdd is None else 100.0 * test.mdd,
+        "mde_pp": 100.0 * detectable_effect(se, alpha=alpha, power=DEFAULT_POWER),
         "wrong_format_a": wf_a,
         "wrong_format_b": wf_b,
         "wrong_format_delta_pp": 100.0 * (wf_b - wf_a),
@@ -207,7 +231,7 @@ def compare_slices(
             mask = labels == value
             sub = {name: arr[mask] for name, arr in arrays.items()}
             family_rows.append(_row(family, value, sub, **kwargs))
-        adjusted = holm([r["p_mcnemar"] for r in family_rows])
+        adjusted = holm([r["p"] for r in family_rows])
         for r, p_adj in zip(family_rows, adjusted, strict=True):
             r["p_holm"] = float(p_adj)
         rows.extend(family_rows)
@@ -221,8 +245,17 @@ def compare_slices(
         "resample_unit": resample,
         "cluster_column": "cluster" if resample == "cluster" else None,
         "interval": "percentile bootstrap, paired (same resampled items for A and B)",
-        "test": "exact McNemar (two-sided binomial test of discordant pairs, p = 0.5)",
-        "multiple_testing": "Holm-Bonferroni within each slice family; overall unadjusted",
+        "test": "sign-flip randomisation test over screenshots (each screenshot's summed "
+        "difference flips as a whole; exact null distribution where affordable, else "
+        "Monte-Carlo with the seed above), two-sided"
+        if resample == "cluster"
+        else "paired sign-flip randomisation test over items (= exact McNemar), two-sided",
+        "item_test": "exact McNemar (two-sided binomial test of discordant pairs, p = 0.5): the "
+        "conventional item-level test, conditional on these items",
+        "multiple_testing": "Holm-Bonferroni of p within each slice family; overall unadjusted",
+        "mdd": "smallest |delta| the test could call significant given the observed summed "
+        "differences of its units (conditional on them)",
+        "mde": f"{DEFAULT_POWER:g} power: {MDE_ASSUMPTIONS}",
         "families": list(families),
         "delta": "accuracy of B minus accuracy of A",
         "numpy_version": np.__version__,
