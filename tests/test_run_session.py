@@ -484,3 +484,60 @@ def test_restart_discards_records_even_without_a_manifest(tmp_path, make_config,
     fresh = FakeBackend(samples, all_correct=True)
     run(make_config(), out, fresh, restart=True)
     assert sorted(fresh.requested) == sorted(samples)
+
+
+# --- the window after the last sample (engine shutdown, exports) --------------------------
+
+
+class InterruptedAtClose(FakeBackend):
+    """Every sample answered; then Ctrl-C lands while the engine shuts down."""
+
+    def close(self) -> None:
+        super().close()
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_engine_shuts_down_still_writes_the_exports(
+    tmp_path, make_config, samples
+):
+    out = tmp_path / "out"
+    with pytest.raises(RunAbortedError) as caught:
+        run(make_config(), out, InterruptedAtClose(samples))
+    assert caught.value.exit_code == 130
+    assert "engine shut down" in str(caught.value) and "exports are written" in str(caught.value)
+    assert len(lines_on_disk(out)) == N
+    assert manifest_of(out)["status"] == "complete"
+    for name in ("samples.csv", "metrics.csv", "summary.md", "screenspot_pro_results.json"):
+        assert (out / name).is_file(), name
+
+
+def test_ctrl_c_while_writing_the_exports_is_recorded_and_resumable(
+    tmp_path, make_config, samples, monkeypatch
+):
+    import screenspot_eval.run.session as session
+
+    def interrupted(*args: Any, **kwargs: Any) -> dict[str, Path]:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    config = make_config()
+    monkeypatch.setattr(session, "write_run_exports", interrupted)
+    with pytest.raises(RunAbortedError) as caught:
+        execute_run(
+            config,
+            out,
+            quiet=True,
+            backend_factory=Factory(FakeBackend(samples)),
+            resume_command="screenspot-eval run --out x",
+        )
+    assert caught.value.exit_code == 130
+    assert caught.value.resume == "screenspot-eval run --out x"
+    manifest = manifest_of(out)
+    assert manifest["status"] == "interrupted"
+    assert "writing the exports" in manifest["error"]
+    assert len(lines_on_disk(out)) == N
+    monkeypatch.undo()
+    result, factory = run(config, out, None)  # the resume: no backend, exports written
+    assert factory.calls == 0
+    assert manifest_of(out)["status"] == "complete"
+    assert all(path.is_file() for path in result.exports.values())

@@ -59,13 +59,44 @@ def test_config_must_carry_the_requested_variant():
         check_variant("post", _report(OUR_MODEL, "pre", OURS, "post"))
 
 
-def test_model_without_embedder_is_refused():
+def test_model_without_vision_embedder_is_refused():
     report = EmbedderReport(
-        model_class="x.Gemma4UnifiedForConditionalGeneration",
-        config_variant="native",
+        model_class=OUR_MODEL,
+        config_variant="pre",
         embedders=(),
         vllm_version="0.32.0",
         vllm_plugins_env=None,
     )
-    with pytest.raises(VariantMismatchError, match="no multimodal embedder"):
+    with pytest.raises(VariantMismatchError, match="vision embedder"):
         check_variant("pre", report)
+
+
+def test_an_embedder_vllm_did_not_load_is_not_required():
+    """Audio limited to 0: vLLM leaves embed_audio unloaded; the vision embedder decides."""
+    base = _report(OUR_MODEL, "post", OURS, "post")
+    report = base.model_copy(update={"not_loaded": ("embed_audio",)})
+    check_variant("post", report)
+    assert report.effective_variant == "post"
+
+
+def test_unloaded_vision_embedder_is_named():
+    report = _report(OUR_MODEL, "pre", OURS, "pre").model_copy(
+        update={"embedders": (), "not_loaded": ("embed_vision", "embed_audio")}
+    )
+    with pytest.raises(VariantMismatchError, match=r"embed_vision\) is not loaded"):
+        check_variant("pre", report)
+
+
+def test_unified_architecture_is_ours_too():
+    unified = "screenspot_eval.backends.vllm.model.Gemma4UnifiedWithSelectableEmbedder"
+    report = _report(unified, "post", OURS, "post")
+    assert report.plugin_active
+    check_variant("post", report)
+
+
+def test_an_architecture_the_plugin_does_not_cover_is_named_as_the_reason():
+    """Not 'check VLLM_PLUGINS': the plugin was loaded, it just has no class for this model."""
+    report = _report("vllm.model_executor.models.other.SomeOtherVLM", "native", UPSTREAM, "pre")
+    with pytest.raises(VariantMismatchError, match="does not cover") as caught:
+        check_variant("pre", report)
+    assert "VLLM_PLUGINS" not in str(caught.value)

@@ -18,6 +18,15 @@ Variant = Literal["pre", "post", "native"]
 SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 MeasuredPlacement = Literal["pre", "post", "unknown"]
 PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
+#: Our model classes, one per covered vLLM architecture (the encoder-free 12B has its own).
+PLUGIN_MODEL_CLASSES: tuple[str, ...] = (PLUGIN_MODEL_CLASS, "Gemma4UnifiedWithSelectableEmbedder")
+#: The upstream vLLM model classes the plugin replaces (by the architecture names they carry).
+COVERED_UPSTREAM_CLASSES: tuple[str, ...] = (
+    "Gemma4ForConditionalGeneration",
+    "Gemma4UnifiedForConditionalGeneration",
+)
+#: The embedder every variant check needs: the one images go through.
+VISION_EMBEDDER = "embed_vision"
 PLUGIN_EMBEDDER_CLASS = "SelectableNormEmbedder"
 #: ``model_class`` of the report for a server that cannot say what it runs (no embedder route).
 UNVERIFIED_MODEL_CLASS = "unknown (server without the screenspot embedder route)"
@@ -54,10 +63,19 @@ class EmbedderReport(BaseModel):
     embedders: tuple[EmbedderInfo, ...]
     vllm_version: str
     vllm_plugins_env: str | None  # VLLM_PLUGINS as the engine process saw it
+    #: Embedders the model has but vLLM did not load (e.g. ``embed_audio`` with audio limited
+    #: to 0 per prompt): never probed, never switched, never called.
+    not_loaded: tuple[str, ...] = ()
 
     @property
     def plugin_active(self) -> bool:
-        return self.model_class.endswith(PLUGIN_MODEL_CLASS)
+        return self.model_class.rsplit(".", 1)[-1] in PLUGIN_MODEL_CLASSES
+
+    @property
+    def architecture_covered(self) -> bool:
+        """Is the engine's model class one the plugin replaces (or ours already)?"""
+        name = self.model_class.rsplit(".", 1)[-1]
+        return self.plugin_active or name in COVERED_UPSTREAM_CLASSES
 
     @property
     def effective_variant(self) -> str:
@@ -94,10 +112,11 @@ def check_variant(requested: Variant, report: EmbedderReport) -> None:
             "native embedder as far as can be checked. Serve the model with screenspot_eval's "
             f"server and norm {requested!r}, or evaluate it as 'native'."
         )
-    if not report.embedders:
+    if not any(e.attribute == VISION_EMBEDDER for e in report.embedders):
+        missing = "not loaded" if VISION_EMBEDDER in report.not_loaded else "absent"
         raise VariantMismatchError(
-            f"asked for embedder variant {requested!r}, but the loaded model has no multimodal "
-            f"embedder ({report.model_class}); is this an encoder-free Gemma 4 checkpoint?"
+            f"asked for embedder variant {requested!r}, but the loaded model's vision embedder "
+            f"({VISION_EMBEDDER}) is {missing} ({report.model_class}); images need it"
         )
     if requested == "native":
         if report.plugin_active and report.config_variant != "native":
@@ -105,6 +124,12 @@ def check_variant(requested: Variant, report: EmbedderReport) -> None:
                 f"asked for 'native' but the engine config carries {report.config_variant!r}"
             )
         return
+    if not report.architecture_covered:
+        raise VariantMismatchError(
+            f"asked for embedder variant {requested!r}, but the engine runs "
+            f"{report.model_class}, an architecture the screenspot_eval plugin does not cover "
+            f"(it covers {', '.join(COVERED_UPSTREAM_CLASSES)}); evaluate it as 'native'"
+        )
     if not report.plugin_active:
         raise VariantMismatchError(
             f"asked for embedder variant {requested!r}, but the engine runs vLLM's own "

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from screenspot_eval.backends.overrides import parse_overrides
 from screenspot_eval.cli import options as o
 from screenspot_eval.cli.handling import print_json
 from screenspot_eval.cli.options import Given, split_endpoints, with_options
@@ -66,6 +67,27 @@ AnswerTokensOpt = Annotated[
         rich_help_panel=PARITY,
     ),
 ]
+OverrideOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--override",
+        metavar="KEY=VALUE",
+        help="Change one field of the model's config for HF and vLLM alike (repeatable; dotted "
+        "keys reach sub-configs, the value is JSON or a string), e.g. "
+        "text_config.use_bidirectional_attention=null. Recorded in parity.json.",
+        rich_help_panel=PARITY,
+    ),
+]
+SwitchCheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--switch-check/--no-switch-check",
+        help="When no variant is within the fp32 tolerance, rerun HF and vLLM with each "
+        "attention switch the config sets (use_bidirectional_attention) null, to name one that "
+        "vLLM ignores (costs one more reference load and one more engine).",
+        rich_help_panel=PARITY,
+    ),
+]
 
 #: Of the run options, the ones that mean something here (no sampling, no servers).
 PROMPT_ONLY = tuple(opt for opt in o.PROMPT_OPTIONS if opt.name == "prompt")
@@ -81,6 +103,8 @@ def parity(
     reference_dtype: ReferenceDtypeOpt = "float32",
     top_k: TopKOpt = 10,
     answer_tokens: AnswerTokensOpt = 16,
+    override: OverrideOpt = None,
+    switch_check: SwitchCheckOpt = True,
     quiet: o.QuietOpt = False,
     print_config: o.PrintConfigOpt = False,
 ) -> None:
@@ -90,8 +114,8 @@ def parity(
     scores it; each variant scores the same token ids, with the same image, in vLLM (float32
     unless --dtype says otherwise). Writes parity.csv (per variant: max and mean |delta
     logprob|, first-token max, mean KL over the top-k, first-token agreement),
-    parity_positions.csv, parity.md (verdict: the variant closest to the reference) and
-    parity.json (settings) into --out.
+    parity_positions.csv, parity.md (verdict: the variant closest to the reference, and whether
+    it is within the fp32 tolerance of 1e-5) and parity.json (settings) into --out.
 
     Example: screenspot-eval parity --model google/gemma-4-E4B-it --samples 20 --out results/e4b-parity
     """
@@ -117,6 +141,8 @@ def parity(
         reference_dtype=reference_dtype,
         top_k=top_k,
         answer_tokens=answer_tokens,
+        overrides=parse_overrides(override or []),
+        check_switches=switch_check,
     )
     if print_config:
         print_json(describe_parity(config, options))

@@ -65,6 +65,14 @@ def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(Counter(str(o) for o in frame["outcome"]).items()))
 
 
+def _embedder_lines(manifest: Manifest) -> str:
+    """Each embedder as the engine found it, e.g. ``(embed_vision: pre; embed_audio: not loaded)``."""
+    report = manifest.engine_report or {}
+    lines = [f"{e['attribute']}: {e['measured_placement']}" for e in report.get("embedders", [])]
+    lines += [f"{name}: not loaded" for name in report.get("not_loaded", [])]
+    return f" ({'; '.join(lines)})" if lines else ""
+
+
 def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
     """A short human summary: what ran, on what, the headline numbers and the leaderboard."""
     model = manifest.config.get("engine", {}).get("model")
@@ -89,7 +97,7 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
             else []
         ),
         f"- Variant: requested `{manifest.requested_variant}`, engine reports "
-        f"`{manifest.effective_variant}`",
+        f"`{manifest.effective_variant}`{_embedder_lines(manifest)}",
         f"- Prompt: `{manifest.prompt.get('name')}` (hash "
         f"`{manifest.prompt_hash}`), convention `{manifest.convention.value}`, "
         f"structured decoding {'on' if manifest.structured_decoding else 'off'}",

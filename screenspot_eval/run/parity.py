@@ -9,10 +9,11 @@ in its own). The per-variant differences, the verdict and the settings go to ``-
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from screenspot_eval.backends.overrides import merge_nested, nested
 from screenspot_eval.backends.variant import SWITCHABLE
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.errors import ImageLoadError
@@ -24,11 +25,15 @@ from screenspot_eval.data.validate import open_dataset
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template, render_messages
 from screenspot_eval.report.parity import (
+    FP32_TOLERANCE,
+    HF_FORMULA_VARIANTS,
     KL_DEFINITION,
     ParityReport,
     PositionLogprobs,
+    SwitchCheck,
     build_report,
     render_terminal,
+    summarise,
     write_parity,
 )
 from screenspot_eval.run.config import RunConfig, describe_config
@@ -36,6 +41,9 @@ from screenspot_eval.run.session import VLLM_LOG, image_budget, say
 from screenspot_eval.store.manifest import environment, utc_now
 
 DEFAULT_VARIANTS: tuple[str, ...] = ("pre", "post", "native")
+#: Config switches that change attention over image tokens (the 12B, 26B-A4B and 31B set the
+#: first to "vision"): a parity gap outside the embedder is checked against each.
+CHECKED_SWITCHES: tuple[str, ...] = ("text_config.use_bidirectional_attention",)
 PARITY_DTYPE = "float32"  # vLLM's dtype unless --dtype says otherwise (auto would be 16-bit)
 DEFAULT_SAMPLES = 20
 DEFAULT_TOP_K = 10
@@ -60,6 +68,11 @@ class ParityOptions:
     reference_dtype: str = "float32"
     top_k: int = DEFAULT_TOP_K
     answer_tokens: int = DEFAULT_ANSWER_TOKENS
+    #: Dotted config keys -> values, applied to the HF reference and to vLLM alike.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    #: With no variant within the fp32 tolerance, rerun both sides with each switch in
+    #: :data:`CHECKED_SWITCHES` null, to name one the engine ignores.
+    check_switches: bool = True
 
     @property
     def vllm_top_k(self) -> int:
@@ -77,13 +90,25 @@ class ParityOptions:
             raise UserError("--top-k and --answer-tokens must be at least 1")
 
 
-def engine_settings(config: RunConfig, options: ParityOptions, budget: int) -> EngineSettings:
+def engine_settings(
+    config: RunConfig, options: ParityOptions, budget: int, overrides: dict[str, Any] | None = None
+) -> EngineSettings:
     """The engine settings parity runs vLLM with: the run's, with the image budget explicit
-    (the reference uses the same) and enough logprobs per position."""
+    (the reference uses the same), enough logprobs per position and the config overrides
+    (``options.overrides``, or ``overrides`` where given) as ``hf_overrides``."""
     extra = dict(config.engine.extra)
     if options.vllm_top_k > VLLM_DEFAULT_MAX_LOGPROBS:
         extra["max_logprobs"] = max(int(extra.get("max_logprobs", 0)), options.vllm_top_k)
+    chosen = options.overrides if overrides is None else overrides
+    if chosen:
+        extra["hf_overrides"] = merge_nested(extra.get("hf_overrides", {}), nested(chosen))
     return config.engine.model_copy(update={"max_soft_tokens": budget, "extra": extra})
+
+
+def tolerance_for(config: RunConfig, options: ParityOptions) -> float | None:
+    """The fp32 tolerance, where both sides run in float32 (else none is applied)."""
+    both_fp32 = options.reference_dtype == "float32" and config.engine.dtype == "float32"
+    return FP32_TOLERANCE if both_fp32 else None
 
 
 def engine_groups(variants: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -119,8 +144,9 @@ def _reference_pass(
     template: PromptTemplate,
     budget: int,
     quiet: bool,
-) -> tuple[list[Any], dict[str, str], int]:
-    """HF's answers for every sample whose image decodes (the others are listed with why)."""
+) -> tuple[list[Any], dict[str, str], int, dict[str, Any]]:
+    """HF's answers for every sample whose image decodes (the others are listed with why), and
+    the attention switches the reference's config sets (:data:`CHECKED_SWITCHES`)."""
     from screenspot_eval.backends.vllm.parity import HfReference
 
     say(
@@ -134,8 +160,10 @@ def _reference_pass(
         device=options.reference_device,
         dtype=options.reference_dtype,
         max_soft_tokens=budget,
+        overrides=options.overrides,
     ) as reference:
         image_token_id = reference.image_token_id
+        switches = reference.config_values(CHECKED_SWITCHES)
         for n, (item, image) in enumerate(
             _images(items, root, config.runtime.image_workers), start=1
         ):
@@ -157,7 +185,95 @@ def _reference_pass(
                 continue
             answers.append(answer)
             say(quiet, f"reference: {n}/{len(items)} {item.sample.id}")
-    return answers, skipped, image_token_id
+    return answers, skipped, image_token_id, switches
+
+
+def _rescore_reference(
+    answers: list[Any],
+    items: list[_Item],
+    root: Path,
+    config: RunConfig,
+    options: ParityOptions,
+    template: PromptTemplate,
+    budget: int,
+) -> list[Any]:
+    """The reference, loaded with ``options.overrides``, scoring the same answer tokens."""
+    from screenspot_eval.backends.vllm.parity import HfReference
+
+    answered = {a.sample_id: a for a in answers}
+    kept = [item for item in items if item.sample.id in answered]
+    with HfReference(
+        config.engine.model,
+        revision=config.engine.revision,
+        device=options.reference_device,
+        dtype=options.reference_dtype,
+        max_soft_tokens=budget,
+        overrides=options.overrides,
+    ) as reference:
+        return [
+            reference.score(
+                answered[item.sample.id],
+                item.messages,
+                image,
+                chat_template_kwargs=dict(template.chat_template_kwargs),
+                top_k=options.top_k,
+            )
+            for item, image in _images(kept, root, config.runtime.image_workers)
+        ]
+
+
+def _max_change(before: list[float], after: list[float]) -> float:
+    return max((abs(a - b) for a, b in zip(before, after, strict=True)), default=0.0)
+
+
+def _switch_checks(
+    switches: dict[str, Any],
+    closest: str,
+    scored: list[PositionLogprobs],
+    answers: list[Any],
+    items: list[_Item],
+    root: Path,
+    config: RunConfig,
+    options: ParityOptions,
+    template: PromptTemplate,
+    budget: int,
+    image_token_id: int,
+    out: Path,
+    quiet: bool,
+) -> list[SwitchCheck]:
+    """Each switch set to null on both sides: does the engine's output move, does HF's?"""
+    checks = []
+    for key, value in switches.items():
+        if key in options.overrides:
+            continue  # the user chose its value: nothing to localise
+        off = replace(options, variants=(closest,), overrides={**options.overrides, key: None})
+        say(
+            quiet,
+            f"no variant is within the tolerance: checking {key}={value!r} (null on both sides)",
+        )
+        ref_off = _rescore_reference(answers, items, root, config, off, template, budget)
+        engine_off, _, _ = _engine_passes(
+            ref_off, items, root, config, off, budget, image_token_id, out, quiet
+        )
+        positions_off = engine_off[closest]
+        summary_off = summarise(closest, positions_off)
+        checks.append(
+            SwitchCheck(
+                key=key,
+                value=value,
+                variant=closest,
+                engine_change=_max_change(
+                    [p.test_logprob for p in scored], [p.test_logprob for p in positions_off]
+                ),
+                reference_change=_max_change(
+                    [lp for a in answers for lp in a.logprobs],
+                    [lp for a in ref_off for lp in a.logprobs],
+                ),
+                off_mean=summary_off.mean_abs_delta,
+                off_first_max=summary_off.first_max_abs_delta,
+            )
+        )
+    return checks
 
 
 def _positions(answers: list[Any], scores: list[Any]) -> list[PositionLogprobs]:
@@ -258,7 +374,7 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
         _Item(s, render_messages(template, instruction_for(s, language) or "")) for s in selected
     ]
     budget = image_budget(config.engine)
-    answers, skipped, image_token_id = _reference_pass(
+    answers, skipped, image_token_id, switches = _reference_pass(
         items, data.root, config, options, template, budget, quiet
     )
     if not answers:
@@ -266,6 +382,30 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
     scored, reports, notes = _engine_passes(
         answers, items, data.root, config, options, budget, image_token_id, out, quiet
     )
+    tolerance = tolerance_for(config, options)
+    first = build_report(scored, tolerance=tolerance)
+    checks: list[SwitchCheck] = []
+    if (
+        options.check_switches
+        and tolerance is not None
+        and not first.within_tolerance
+        and first.closest in HF_FORMULA_VARIANTS
+    ):
+        checks = _switch_checks(
+            switches,
+            first.closest,
+            scored[first.closest],
+            answers,
+            items,
+            data.root,
+            config,
+            options,
+            template,
+            budget,
+            image_token_id,
+            out,
+            quiet,
+        )
     files_hash = fingerprint_dataset(data.root, [i.sample for i in items])
     settings = {
         "model": config.engine.model,
@@ -281,6 +421,7 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
         "prompt": f"{template.name} ({template.content_hash})",
         "data": data.source if str(data.root) == data.source else f"{data.source} ({data.root})",
         "variants": list(options.variants),
+        "overrides": options.overrides,
         "kl_definition": KL_DEFINITION,
         "sample_ids": [a.sample_id for a in answers],
         "answer_lengths": {a.sample_id: len(a.answer_ids) for a in answers},
@@ -297,7 +438,7 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
         "started_at": started,
         "ended_at": utc_now(),
     }
-    report = build_report(scored, settings)
+    report = build_report(scored, settings, tolerance=tolerance, switch_checks=checks)
     files = write_parity(out, report, scored)
     return ParityResult(out=out, report=report, files=files, terminal=render_terminal(report))
 
@@ -318,5 +459,7 @@ def describe_parity(config: RunConfig, options: ParityOptions) -> dict[str, Any]
         "vllm_top_k": options.vllm_top_k,
         "answer_tokens": options.answer_tokens,
         "image_budget": budget,
+        "overrides": options.overrides,
+        "check_switches": options.check_switches,
     }
     return described

@@ -260,8 +260,9 @@ def execute_run(
         )
         manifest.sessions.append(session)
         run.write_manifest(manifest)
+        closing_interrupted = False
         if todo:
-            _run_backend(
+            closing_interrupted = _run_backend(
                 config,
                 run,
                 manifest,
@@ -273,15 +274,54 @@ def execute_run(
                 quiet,
                 backend_factory,
             )
-        records, _ = run.read_records()
-        by_id = {r.id: r for r in records}
-        records = [by_id[s.id] for s in selected if s.id in by_id]
-        manifest.status = "complete"
-        manifest.ended_at = session.ended_at = utc_now()
-        manifest.counts = _counts(selected, records)
-        run.write_manifest(manifest)
-        exports = write_run_exports(out, records, manifest)
+        records, exports = _finish_run(run, manifest, session, selected)
+    if closing_interrupted:
+        raise RunAbortedError(
+            "interrupted while the engine shut down, after the last sample: every record is "
+            f"saved and the exports are written in {out}",
+            None,
+            interrupted=True,
+        )
     return RunResult(out=out, records=records, manifest=manifest, exports=exports)
+
+
+def _finish_run(
+    run: RunDir, manifest: Manifest, session: Session, selected: list[Sample]
+) -> tuple[list[PredictionRecord], dict[str, Path]]:
+    """Mark the run complete and write its exports. A Ctrl-C or SIGTERM here (after the last
+    sample) is recorded, and the same command writes them again without running a sample."""
+    try:
+        with sigterm_as_interrupt():
+            records, _ = run.read_records()
+            by_id = {r.id: r for r in records}
+            records = [by_id[s.id] for s in selected if s.id in by_id]
+            manifest.status = "complete"
+            manifest.ended_at = session.ended_at = utc_now()
+            manifest.counts = _counts(selected, records)
+            run.write_manifest(manifest)
+            return records, write_run_exports(run.path, records, manifest)
+    except KeyboardInterrupt as exc:
+        reason = "interrupted while writing the exports, after the last sample"
+        manifest.status = "interrupted"
+        manifest.error = session.error = reason
+        run.write_manifest(manifest)
+        raise RunAbortedError(
+            f"run stopped ({reason}); every record is saved in {run.predictions}; the resume "
+            "command writes the exports without running any sample again",
+            manifest.resume_command,
+            interrupted=True,
+        ) from exc
+
+
+def close_backend(backend: Backend) -> bool:
+    """Shut the backend down; True when a Ctrl-C or SIGTERM arrived meanwhile. That is noted,
+    not raised: every record is on disk by then, and the exports still get written."""
+    try:
+        with sigterm_as_interrupt():
+            backend.close()
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
 def _run_backend(
@@ -295,8 +335,11 @@ def _run_backend(
     budget: int,
     quiet: bool,
     backend_factory: BackendFactory,
-) -> None:
+) -> bool:
+    """Start the backend, verify it, evaluate ``todo`` into ``run``; True when the engine's
+    shutdown, after the last sample, was interrupted (see :func:`close_backend`)."""
     load_start = time.perf_counter()
+    closing_interrupted = False
     backend: Backend | None = None
     bar = tqdm(total=len(todo), unit="sample", disable=True)
     correct = done = 0
@@ -387,7 +430,8 @@ def _run_backend(
         bar.close()
         run.close()
         if backend is not None:
-            backend.close()
+            closing_interrupted = close_backend(backend)
+    return closing_interrupted
 
 
 def _record_stop(

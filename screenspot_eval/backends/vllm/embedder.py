@@ -21,6 +21,17 @@ Placement = Literal["pre", "post"]
 PLACEMENTS: tuple[Placement, ...] = ("pre", "post")
 
 
+def is_loaded(module: nn.Module) -> bool:
+    """Did vLLM load this embedder? Not when its modality is limited to 0 per prompt: vLLM then
+    leaves a ``StageMissingLayer`` (which raises when called) over a module whose parameters
+    sit on the meta device (no storage; ``.item()`` on them raises)."""
+    if type(module).__name__ == "StageMissingLayer":
+        return False
+    projection = getattr(module, "embedding_projection", None)
+    params = list(projection.parameters()) if isinstance(projection, nn.Module) else []
+    return bool(params) and not any(p.is_meta for p in params)
+
+
 def rms_norm_without_weight(x: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm with no scale, computed in fp32 and cast back (as HF and vLLM do)."""
     xf = x.float()

@@ -26,6 +26,7 @@ from screenspot_eval.backends.vllm.engine_args import (
     llm_kwargs,
     resolve_engine_core,
 )
+from screenspot_eval.backends.vllm.failures import engine_stage
 from screenspot_eval.backends.vllm.logs import engine_output
 from screenspot_eval.backends.vllm.provenance import (
     batch_invariant_environment,
@@ -108,7 +109,10 @@ class VllmEngine:
         self.log_file = log_file
         self._previous_env: dict[str, str | None] = {}
         try:
-            with engine_output(log_file, verbose=verbose):
+            with (
+                engine_stage("starting the engine and loading the model", log_file),
+                engine_output(log_file, verbose=verbose),
+            ):
                 self._previous_env = prepare_environment(settings)
                 from vllm import LLM
 
@@ -123,8 +127,9 @@ class VllmEngine:
         self._preparers: dict[int, Any] = {}
         try:
             self.report = self.read_embedder_report()
-            self.provenance: EngineProvenance | None = self.read_provenance()
-            hf_config = getattr(self.llm.llm_engine.vllm_config.model_config, "hf_config", None)
+            with engine_stage("reading the engine's provenance", log_file):
+                self.provenance: EngineProvenance | None = self.read_provenance()
+                hf_config = getattr(self.llm.llm_engine.vllm_config.model_config, "hf_config", None)
             image_token = getattr(hf_config, "image_token_id", None)
             self.image_token_id: int | None = image_token if isinstance(image_token, int) else None
             check_batch_invariance(settings.batch_invariant, self.provenance)
@@ -139,9 +144,10 @@ class VllmEngine:
 
         from screenspot_eval.backends.vllm.probe import embedder_report
 
-        reports = self.llm.apply_model(
-            partial(embedder_report, with_hf_reference=with_hf_reference)
-        )
+        with engine_stage("probing the embedder inside the engine", self.log_file):
+            reports = self.llm.apply_model(
+                partial(embedder_report, with_hf_reference=with_hf_reference)
+            )
         first = reports[0]
         if any(r != first for r in reports[1:]):
             raise RuntimeError(f"workers disagree about their embedder: {reports}")
@@ -305,9 +311,10 @@ class VllmEngine:
             }
         ]
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=k, seed=self.settings.seed)
-        outputs = self.llm.chat(
-            messages, params, use_tqdm=False, chat_template_kwargs={"enable_thinking": False}
-        )
+        with engine_stage("running the probe image through the model", self.log_file):
+            outputs = self.llm.chat(
+                messages, params, use_tqdm=False, chat_template_kwargs={"enable_thinking": False}
+            )
         top = outputs[0].outputs[0].logprobs[0]
         return {int(token): float(lp.logprob) for token, lp in top.items()}
 

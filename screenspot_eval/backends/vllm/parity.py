@@ -111,7 +111,9 @@ def _top(values: Any, indices: Any) -> dict[int, float]:
 
 
 class HfReference:
-    """HF transformers' ``Gemma4ForConditionalGeneration`` (loaded once) as the reference."""
+    """HF transformers' Gemma 4 model (loaded once) as the reference: the class the checkpoint's
+    config names (``Gemma4ForConditionalGeneration``, or ``Gemma4UnifiedForConditionalGeneration``
+    for the encoder-free 12B), with ``overrides`` (dotted config keys) applied before loading."""
 
     def __init__(
         self,
@@ -121,9 +123,12 @@ class HfReference:
         device: str = "cpu",
         dtype: str = "float32",
         max_soft_tokens: int | None = None,
+        overrides: dict[str, Any] | None = None,
     ):
         import torch
-        from transformers import AutoProcessor, Gemma4ForConditionalGeneration
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        from screenspot_eval.backends.overrides import apply_to_config
 
         if dtype not in REFERENCE_DTYPES:
             raise ReferenceUnavailableError(
@@ -144,7 +149,9 @@ class HfReference:
         load: dict[str, Any] = {"revision": revision, "dtype": getattr(torch, dtype)}
         if device != "cpu" and importlib.util.find_spec("accelerate") is not None:
             load["device_map"] = device  # straight onto the device, not through CPU memory
-        net = Gemma4ForConditionalGeneration.from_pretrained(model, **load)
+        config = AutoConfig.from_pretrained(model, revision=revision)
+        apply_to_config(config, overrides or {})
+        net = AutoModelForImageTextToText.from_pretrained(model, config=config, **load)
         self.model: Any = net.to(device).eval()
         tokenizer = self.processor.tokenizer
         self.image_token_id = int(self.processor.image_token_id)
@@ -157,6 +164,20 @@ class HfReference:
                 placeholders.add(int(tokenizer.convert_tokens_to_ids(token)))
         #: Tokens an answer cannot hold: in a prompt they mean "an image (audio, video) here".
         self.placeholder_ids = frozenset(placeholders)
+
+    def config_values(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The value of each dotted config key the loaded model has set (not None)."""
+        from screenspot_eval.backends.overrides import read_value
+
+        found = {}
+        for key in keys:
+            try:
+                value = read_value(self.model.config, key)
+            except (AttributeError, KeyError):
+                continue
+            if value is not None:
+                found[key] = value
+        return found
 
     def processed(
         self, messages: list[dict[str, Any]], image: Any, chat_template_kwargs: dict[str, Any]
@@ -192,8 +213,7 @@ class HfReference:
         import torch
 
         inputs = self.processed(messages, image, chat_template_kwargs)
-        prompt = inputs["input_ids"]
-        n_prompt = int(prompt.shape[1])
+        n_prompt = int(inputs["input_ids"].shape[1])
         with torch.inference_mode():
             generated = self.model.generate(
                 **inputs,
@@ -203,24 +223,55 @@ class HfReference:
                 top_p=None,
                 top_k=None,
             )
-            answer = generated[:, n_prompt:]
-            kept = _until_placeholder(answer[0].tolist(), self.placeholder_ids)
-            cut = kept < int(answer.shape[1])
-            if kept == 0:
-                return None
-            answer = answer[:, :kept]
-            n_answer = kept
-            forced = dict(inputs)
-            forced["input_ids"] = torch.cat([prompt, answer], dim=1)
-            if "attention_mask" in forced:
-                forced["attention_mask"] = torch.ones_like(forced["input_ids"])
-            if "mm_token_type_ids" in forced:
-                pad = torch.zeros_like(answer, dtype=forced["mm_token_type_ids"].dtype)
-                forced["mm_token_type_ids"] = torch.cat([forced["mm_token_type_ids"], pad], dim=1)
+        answer = [int(t) for t in generated[0, n_prompt:].tolist()]
+        kept = _until_placeholder(answer, self.placeholder_ids)
+        if kept == 0:
+            return None
+        return self._teacher_forced(
+            sample_id, inputs, answer[:kept], top_k=top_k, cut=kept < len(answer)
+        )
+
+    def score(
+        self,
+        reference: ReferenceAnswer,
+        messages: list[dict[str, Any]],
+        image: Any,
+        *,
+        chat_template_kwargs: dict[str, Any],
+        top_k: int,
+    ) -> ReferenceAnswer:
+        """This model's teacher-forced logprobs of another reference's answer tokens (the same
+        prompt and image): how far a config override moves the reference."""
+        inputs = self.processed(messages, image, chat_template_kwargs)
+        scored = self._teacher_forced(
+            reference.sample_id, inputs, list(reference.answer_ids), top_k=top_k, cut=reference.cut
+        )
+        if scored.prompt_ids != reference.prompt_ids:
+            raise TokenMismatchError(
+                f"sample {reference.sample_id}: the overridden reference processed another prompt"
+            )
+        return scored
+
+    def _teacher_forced(
+        self, sample_id: str, inputs: Any, answer_ids: list[int], *, top_k: int, cut: bool
+    ) -> ReferenceAnswer:
+        """Prompt + answer in one forward pass: the log-softmax at every answer position."""
+        import torch
+
+        prompt = inputs["input_ids"]
+        n_answer = len(answer_ids)
+        answer = torch.tensor([answer_ids], dtype=prompt.dtype, device=prompt.device)
+        forced = dict(inputs)
+        forced["input_ids"] = torch.cat([prompt, answer], dim=1)
+        if "attention_mask" in forced:
+            forced["attention_mask"] = torch.ones_like(forced["input_ids"])
+        if "mm_token_type_ids" in forced:
+            pad = torch.zeros_like(answer, dtype=forced["mm_token_type_ids"].dtype)
+            forced["mm_token_type_ids"] = torch.cat([forced["mm_token_type_ids"], pad], dim=1)
+        with torch.inference_mode():
             # The last n_answer + 1 positions; the first n_answer of them predict the answer.
             logits = self.model(**forced, logits_to_keep=n_answer + 1).logits[0, :n_answer]
             logprobs = torch.log_softmax(logits.double(), dim=-1).cpu()
-        answer_ids = [int(t) for t in answer[0].tolist()]
         values, indices = torch.topk(logprobs, k=min(top_k, logprobs.shape[-1]), dim=-1)
         prompt_ids = [int(t) for t in prompt[0].tolist()]
         return ReferenceAnswer(

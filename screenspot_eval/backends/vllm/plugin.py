@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from screenspot_eval.backends.vllm.variants import ARCHITECTURE, MODEL_CLASS_PATH
+import importlib.util
+
+from screenspot_eval.backends.vllm.variants import ARCHITECTURES
 
 
 def register() -> None:
-    """Point vLLM's Gemma 4 architecture at our subclass (lazily: nothing heavy is imported).
+    """Point vLLM's Gemma 4 architectures at our subclasses (lazily: nothing heavy is imported).
 
-    Without ``hf_overrides`` the subclass is exactly upstream's model, so having the plugin
-    installed changes nothing for runs that do not ask for a variant.
+    Without ``hf_overrides`` each subclass is exactly upstream's model, so having the plugin
+    installed changes nothing for runs that do not ask for a variant. An architecture whose
+    upstream module this vLLM lacks (the 12B's ``gemma4_unified`` before 0.32) is left alone.
     """
     from vllm import ModelRegistry
 
-    ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS_PATH)
+    for architecture, (upstream_module, class_path) in ARCHITECTURES.items():
+        if importlib.util.find_spec(upstream_module) is not None:
+            ModelRegistry.register_model(architecture, class_path)

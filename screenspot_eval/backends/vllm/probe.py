@@ -12,7 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from screenspot_eval.backends.vllm.embedder import SelectableNormEmbedder, rms_norm_without_weight
+from screenspot_eval.backends.vllm.embedder import (
+    SelectableNormEmbedder,
+    is_loaded,
+    rms_norm_without_weight,
+)
 from screenspot_eval.backends.vllm.engine_args import HF_CONFIG_KEY
 from screenspot_eval.backends.vllm.variants import EMBEDDER_ATTRS, requested_variant_from_config
 
@@ -121,10 +125,13 @@ def embedder_report(model: nn.Module, with_hf_reference: bool = False) -> dict[s
     import vllm
 
     config = model.config
-    embedders = []
+    embedders, not_loaded = [], []
     for name in EMBEDDER_ATTRS:
         module = getattr(model, name, None)
         if module is None:
+            continue
+        if not is_loaded(module):  # e.g. audio limited to 0: nothing to run, nothing runs it
+            not_loaded.append(name)
             continue
         mm_config = config.vision_config if name == "embed_vision" else config.audio_config
         info = measure_embedder(module, float(mm_config.rms_norm_eps))
@@ -142,6 +149,7 @@ def embedder_report(model: nn.Module, with_hf_reference: bool = False) -> dict[s
         "model_class": _class_path(model),
         "config_variant": requested_variant_from_config(config),
         "embedders": embedders,
+        "not_loaded": not_loaded,
         "vllm_version": vllm.__version__,
         "vllm_plugins_env": os.environ.get("VLLM_PLUGINS"),
     }

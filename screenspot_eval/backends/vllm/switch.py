@@ -17,6 +17,7 @@ from screenspot_eval.backends.base import Completion, GroundingRequest, Sampling
 from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
+from screenspot_eval.backends.vllm.failures import engine_stage
 from screenspot_eval.backends.vllm.probe import set_embedder_placement
 from screenspot_eval.backends.vllm.verify import probe_image
 
@@ -28,10 +29,11 @@ def switch_embedder(engine: VllmEngine, placement: Variant) -> EmbedderReport:
     """Set every selectable embedder to ``placement``, reset caches, re-prove it from inside."""
     if placement not in SWITCHABLE:
         raise ValueError(f"only pre and post can be switched in place, not {placement!r}")
-    switched = engine.llm.apply_model(partial(set_embedder_placement, placement=placement))
-    if not all(switched):
-        raise RuntimeError(f"no selectable embedder to switch in the engine: {switched}")
-    engine.reset_caches()
+    with engine_stage(f"switching the embedder to {placement}", engine.log_file):
+        switched = engine.llm.apply_model(partial(set_embedder_placement, placement=placement))
+        if not all(switched):
+            raise RuntimeError(f"no selectable embedder to switch in the engine: {switched}")
+        engine.reset_caches()
     engine.report = engine.read_embedder_report()
     check_variant(placement, engine.report)
     return engine.report

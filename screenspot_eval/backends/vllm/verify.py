@@ -91,6 +91,9 @@ def format_check(check: VariantCheck) -> str:
                 f"      placement {e.measured_placement} (declared {e.declared_placement}), "
                 f"norm width {e.norm_width} (tower {e.in_dim} -> text {e.out_dim}){hf}"
             )
+        lines.extend(
+            f"    {name}: not loaded (its modality is off)" for name in check.report.not_loaded
+        )
     if check.probe_logprobs:
         token, logprob = max(check.probe_logprobs.items(), key=lambda kv: kv[1])
         lines.append(f"    probe: greedy first token {token}, logprob {logprob:.6f}")
