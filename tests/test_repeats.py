@@ -117,10 +117,15 @@ def test_noise_floor_counts_the_flaky_samples_and_the_report_sets_ab_beside_aa(d
     assert (overall["k_a"], overall["k_b"], overall["n"]) == (3, 3, N)
     assert overall["flips_a"] == overall["flips_b"] == len(flaky)
     assert overall["aa_expected_discordant"] > 0
-    assert 0 <= overall["p_sign_flip"] <= 1
+    assert 0 <= overall["p_sign_flip"] <= 1 and 0 <= overall["p_items"] <= 1
+    assert overall["p_holm"] == overall["p_sign_flip"]  # overall: one test, unadjusted
+    groups = table[table["slice"] == "group"]
+    assert (groups["p_holm"] >= groups["p_sign_flip"] - 1e-12).all()
     assert result.headline.startswith("A/A control (native twice)")
-    assert "sign-flip" in result.headline
-    assert "With repeats" in (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "screenshot sign-flip p" in result.headline and "item sign-flip p" in result.headline
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "With repeats" in md and "sign-flip randomisation test over screenshots" in md
+    assert "at 80 % power" in md and "assumes normal approximation" in md
 
 
 def test_a_true_difference_shows_against_the_noise_floor(data, tmp_path):
@@ -139,3 +144,28 @@ def test_a_true_difference_shows_against_the_noise_floor(data, tmp_path):
     assert overall["ab_discordant"] == pytest.approx(N / 2)
     assert overall["p_sign_flip"] < 0.01
     assert "+50.0 pp" in result.headline
+
+
+def test_a_broken_side_on_1581_samples_still_gets_a_p_value(tmp_path):
+    # Issue 24: A right on 75 %, B never right -- about 1185 discordant pairs, all one way. The
+    # float null distribution lost its tails and crashed from 1075; now every p is a number.
+    root = tmp_path / "data"
+    synthesize_release(root, 1581, seed=5, max_width=64)
+    samples = {s.id: s for s in load_release(root).samples}
+    order = sorted(samples)
+
+    def model(right) -> object:
+        return lambda cfg: ScriptedBackend(
+            lambda r: box_answer(samples[r.sample_id], correct=right(order.index(r.sample_id)))
+        )
+
+    cfg = config(root, **{"engine.norm": "native"})
+    for name, right in (("a", lambda i: i % 4 != 0), ("b", lambda i: False)):
+        run_passes(side_passes(cfg, tmp_path / name, 2), backend_factory=model(right), quiet=True)
+    result = compare_runs(tmp_path / "a", tmp_path / "b", tmp_path / "cmp", n_resamples=200)
+    overall = pd.read_csv(tmp_path / "cmp" / "comparison.csv").iloc[0]
+    assert overall["a_only"] == 1185 and overall["b_only"] == 0
+    assert 0.0 <= overall["p"] < 1e-100 and 0.0 <= overall["p_mcnemar"] < 1e-300
+    repeats = pd.read_csv(tmp_path / "cmp" / "repeats.csv").iloc[0]
+    assert 0.0 <= repeats["p_sign_flip"] < 1e-100 and repeats["delta_pp"] < -74.9
+    assert "screenshot sign-flip p < 0.001" in result.headline

@@ -235,7 +235,7 @@ def test_every_file_is_written_and_tables_agree(tmp_path: Path, dataset: Path) -
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert list(csv["slice"]) == list(table["slice"])
     assert list(csv["value"].astype(str)) == [str(v) for v in table["value"]]
-    for column in ("n", "acc_a", "acc_b", "delta_pp", "ci_low_pp", "p_mcnemar", "p_holm"):
+    for column in ("n", "acc_a", "acc_b", "delta_pp", "ci_low_pp", "p", "p_mcnemar", "p_holm"):
         assert csv[column].to_numpy() == pytest.approx(table[column].to_numpy(), nan_ok=True)
 
     flipped = pd.read_csv(files[FLIPS_CSV])
@@ -247,8 +247,15 @@ def test_every_file_is_written_and_tables_agree(tmp_path: Path, dataset: Path) -
     headline = comparison.headline(LABEL_A, LABEL_B)
     assert f"**{headline}**" in md
     assert re.search(
-        r"pre-norm vs post-norm: [+-]\d+\.\d pp \[-?\d+\.\d, -?\d+\.\d\], McNemar p", md
+        r"pre-norm vs post-norm: [+-]\d+\.\d pp \[-?\d+\.\d, -?\d+\.\d\], "
+        r"screenshot sign-flip p [=<] [\d.]+, item McNemar p [=<] [\d.]+, \d+ paired samples in "
+        r"\d+ screenshots",
+        md,
     )
+    # Every view says which unit each figure is about.
+    assert "Interval and p are about screenshots" in md and "conditional on these items" in md
+    assert "| McNemar p |" in md and "Test over screenshots (the headline p)" in md
+    assert "80 % power for the test over screenshots (assumes normal approximation" in md
     for text in ("## Per group", "## Per UI type", "## Per application", "## Per platform"):
         assert text in md
     assert "one engine: <switched>" in md and "fractions in [0, 1]" in md
@@ -341,7 +348,7 @@ def test_no_flips(tmp_path: Path, dataset: Path) -> None:
     page = files[REPORT_HTML].read_text(encoding="utf-8")
     assert "No flips." in page and "Flipped samples (0)" in page
     md = files[COMPARISON_MD].read_text(encoding="utf-8")
-    assert "B vs A: +0.0 pp" in md and "no split could reach" in md
+    assert "B vs A: +0.0 pp" in md and "no sign pattern of these screenshots could reach" in md
 
 
 def test_shared_only_lists_unpaired_ids(tmp_path: Path, dataset: Path) -> None:
@@ -373,7 +380,9 @@ def test_terminal_lines_fit_in_100_columns() -> None:
     assert any(line.startswith("overall") for line in lines)
     assert any(line.startswith("A very long group") for line in lines)
     short = render_terminal(_compare(pair_records(*make_frames()).frame), label_a="A", label_b="B")
-    assert short.splitlines()[0] == _compare(pair_records(*make_frames()).frame).headline("A", "B")
+    headline = _compare(pair_records(*make_frames()).frame).headline("A", "B")
+    assert " ".join(line.strip() for line in short.splitlines()[:2]) == headline  # wrapped
+    assert "McNemar p is the conventional item-level test" in " ".join(short.splitlines())
     assert all(g in short for g in ("Dev", "Office", "CAD"))
 
 

@@ -88,10 +88,12 @@ def test_the_sweep_report_has_every_output_and_the_right_numbers(cells):
     ).all()
     deltas = pd.read_csv(out / "sweep_deltas.csv")
     assert list(deltas["delta_pp"]) == [0.0, 25.0]
-    assert set(deltas.columns) >= {"p", "p_holm", "ci_low_pp", "ci_high_pp"}
+    assert set(deltas.columns) >= {"p", "p_holm", "p_items", "ci_low_pp", "ci_high_pp"}
     assert (out / "accuracy_vs_budget.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "sweep.md").read_text()
     assert "interaction" in md.lower() and "note x" in md
+    assert "sign-flip randomisation test over screenshots" in md  # which unit p is about
+    assert "conditional on these items" in md
     assert "pre vs post by budget" in headline and "interaction" in headline
 
 

@@ -82,8 +82,7 @@ def comparison_markdown(
         f"**{comparison.headline(label_a, label_b)}**",
         "",
         f"Delta is the accuracy of B ({label_b}) minus that of A ({label_a}), in percentage "
-        "points (pp), with a paired bootstrap interval and an exact McNemar test; per-slice "
-        "p-values are also Holm-adjusted within each slice family.",
+        "points (pp). " + fmt.units_text(comparison),
         "",
     ]
     if notes:
@@ -106,8 +105,11 @@ def comparison_markdown(
         lines += [f"## {title}", "", markdown_table(table), ""]
     lines += [
         f"In `{COMPARISON_CSV}` the accuracies (`acc_a`, `acc_b`) and wrong-format rates are "
-        "fractions in [0, 1]; every `*_pp` column is in percentage points of B minus A; "
-        "`p_holm` is Holm-adjusted within its slice family (overall: unadjusted).",
+        "fractions in [0, 1]; every `*_pp` column is in percentage points of B minus A; `p` is "
+        "the sign-flip test over screenshots (`test`: exact or monte-carlo) and `p_holm` its "
+        "Holm adjustment within the slice family (overall: unadjusted); `p_mcnemar` is the "
+        "exact McNemar test over items; `mdd_pp` and `mde_pp` are the screenshot-level test's "
+        "significance threshold and 80 %-power minimum detectable effect.",
         "",
     ]
     if paired.shared_only:
@@ -198,6 +200,7 @@ def render_terminal(comparison: SliceComparison, *, label_a: str, label_b: str) 
     wrap = textwrap.TextWrapper(width=TERMINAL_WIDTH, subsequent_indent="  ")
     lines = wrap.wrap(comparison.headline(label_a, label_b))
     lines += wrap.wrap(f"A = {label_a}; B = {label_b}; delta = B - A in percentage points")
+    lines += wrap.wrap(fmt.units_text(comparison))
     overall = fmt.slice_rows(comparison, "overall").assign(slice="overall")
     rows = pd.concat([overall, _group_rows(comparison)])
     columns = ["n", "acc A %", "acc B %", "delta pp", fmt.confidence_label(comparison), "p"]

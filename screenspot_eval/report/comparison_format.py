@@ -59,6 +59,21 @@ def confidence_label(comparison: SliceComparison) -> str:
     return f"{100 * confidence:g}% CI"
 
 
+def units_text(comparison: SliceComparison) -> str:
+    """Which unit each figure is about, for the reader of any view."""
+    if comparison.settings.get("resample_unit") != "cluster":
+        return (
+            "Interval and p (sign-flip test = exact McNemar) treat items as independent; "
+            "p Holm is adjusted within each slice family."
+        )
+    return (
+        "Interval and p are about screenshots: the interval resamples screenshots with all "
+        "their samples, and p is a sign-flip test of the screenshots' summed differences "
+        "(p Holm: adjusted within each slice family). McNemar p is the conventional "
+        "item-level test, conditional on these items."
+    )
+
+
 def slice_rows(comparison: SliceComparison, family: str) -> pd.DataFrame:
     """One family's rows as display strings: accuracies in %, delta and CI in pp."""
     table = comparison.table
@@ -74,8 +89,9 @@ def slice_rows(comparison: SliceComparison, family: str) -> pd.DataFrame:
             confidence_label(comparison): [
                 ci(lo, hi) for lo, hi in zip(rows["ci_low_pp"], rows["ci_high_pp"], strict=True)
             ],
-            "p": [p_text(v) for v in rows["p_mcnemar"]],
+            "p": [p_text(v) for v in rows["p"]],
             "p Holm": [p_text(v) for v in rows["p_holm"]],
+            "McNemar p": [p_text(v) for v in rows["p_mcnemar"]],
             "A only": [str(int(v)) for v in rows["a_only"]],
             "B only": [str(int(v)) for v in rows["b_only"]],
         }
@@ -108,27 +124,39 @@ def summary_items(
     right_b = int(row["both_right"] + row["b_only"])
     failed_a = float(frame["failed_a"].mean()) if n else math.nan
     failed_b = float(frame["failed_b"].mean()) if n else math.nan
-    discordant = int(row["a_only"] + row["b_only"])
-    alpha = comparison.settings.get("alpha", 0.05)
-    if is_missing(row["mdd_pp"]):
-        mdd = (
-            f"none: with {discordant} discordant pairs no split could reach p < {alpha:g} "
-            "(an exact McNemar test needs at least 6)"
-        )
-    else:
-        mdd = (
-            f"{pp(row['mdd_pp'], signed=False)} pp (the smallest |delta| that {discordant} "
-            f"discordant pairs could make significant at alpha = {alpha:g})"
-        )
+    unit = "screenshots" if comparison.settings.get("resample_unit") == "cluster" else "items"
     return [
         ("Accuracy A", f"{pct(row['acc_a'], 2)} % ({right_a} / {n}), {label_a}"),
         ("Accuracy B", f"{pct(row['acc_b'], 2)} % ({right_b} / {n}), {label_b}"),
         ("Delta (B - A)", f"{pp(row['delta_pp'])} pp, {confidence_label(comparison)} "
-         f"{ci(row['ci_low_pp'], row['ci_high_pp'])} pp, McNemar {format_p(row['p_mcnemar'])}"),
+         f"{ci(row['ci_low_pp'], row['ci_high_pp'])} pp (resampling {unit})"),
+        (f"Test over {unit} (the headline p)", f"sign-flip {format_p(row['p'])} ({row['test']})"),
+        ("Conventional item-level test", f"exact McNemar {format_p(row['p_mcnemar'])}, "
+         "conditional on these items (valid for 'no difference on any of these items', not for "
+         "a difference that varies from screenshot to screenshot)"),
         _rate_line("Wrong format", row["wrong_format_a"], row["wrong_format_b"], label_a, label_b),
         _rate_line("Failed requests", failed_a, failed_b, label_a, label_b),
-        ("Minimum detectable delta", mdd),
+        ("Minimum detectable delta", detectable_text(row, comparison.settings, unit)),
     ]  # fmt: skip
+
+
+def detectable_text(row: pd.Series, settings: dict[str, Any], unit: str) -> str:
+    """The power statement of the headline test, and what it assumes."""
+    alpha = settings.get("alpha", 0.05)
+    if is_missing(row["mde_pp"]):
+        mde = f"n/a (needs at least 2 {unit})"
+    else:
+        mde = (
+            f"{pp(row['mde_pp'], signed=False)} pp at {100 * settings.get('power', 0.8):g} % power"
+        )
+    if is_missing(row["mdd_pp"]):
+        mdd = f"no sign pattern of these {unit} could reach p < {alpha:g}"
+    else:
+        mdd = (
+            f"the smallest |delta| it could call significant at alpha = {alpha:g} given these "
+            f"{unit}' summed differences is {pp(row['mdd_pp'], signed=False)} pp"
+        )
+    return f"{mde} for the test over {unit} (assumes {settings.get('mde', 'n/a')}); {mdd}"
 
 
 def agreement_cells(comparison: SliceComparison) -> dict[str, int]:
@@ -152,6 +180,7 @@ def settings_items(comparison: SliceComparison) -> list[tuple[str, str]]:
         ("Confidence", str(s.get("confidence"))),
         ("Interval", str(s.get("interval"))),
         ("Test", str(s.get("test"))),
+        ("Item-level test", str(s.get("item_test"))),
         ("Multiple testing", str(s.get("multiple_testing"))),
         ("Alpha", str(s.get("alpha"))),
         ("numpy", str(s.get("numpy_version"))),

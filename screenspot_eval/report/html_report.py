@@ -161,6 +161,7 @@ def render_html(
     parts = [
         f"<h1>A/B comparison: {_e(label_b)} (B) vs {_e(label_a)} (A)</h1>",
         f'<p class="headline" id="headline">{_e(headline)}</p>',
+        f"<p>{_e(fmt.units_text(comparison))}</p>",
         "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>" if notes else "",
         "<h2>Summary</h2>",
         facts_html(fmt.summary_items(paired, comparison, label_a=label_a, label_b=label_b)),

@@ -3,8 +3,10 @@
 ``noise_floor.csv`` (one row per slice: items, within-variant flips, their share, the
 discordant pairs two identical runs would show) and ``repeats.md`` for ``run --repeats``;
 ``repeats.csv`` (one row per slice: both accuracies over all repeats, the delta with its
-screenshot-clustered interval, the sign-flip test, both sides' flips and the A/B discordant
-pairs beside the A/A floor) for ``compare --repeats``.
+screenshot-clustered interval, the sign-flip test over screenshots with its Holm adjustment
+within the slice family, the item-level sign-flip test beside it, the screenshot-level test's
+detectable deltas, both sides' flips and the A/B discordant pairs beside the A/A floor) for
+``compare --repeats``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 
 from screenspot_eval.report.csv_export import write_csv
 from screenspot_eval.report.run_exports import markdown_table
+from screenspot_eval.stats.paired import holm
 from screenspot_eval.stats.repeats import RepeatsComparison, compare_repeats, noise_floor
 from screenspot_eval.store.records import records_frame
 from screenspot_eval.store.run_dir import RunDir
@@ -148,6 +151,7 @@ def compare_with_repeats(
     rows = [_row("all", "all", overall)]
     for family in SLICE_FAMILIES:
         labels = items[family].astype(object).where(items[family].notna(), "(none)")
+        family_rows = []
         for value in sorted(labels.unique(), key=str):
             mask = (labels == value).to_numpy()
             if mask.sum() < 2:
@@ -159,7 +163,11 @@ def compare_with_repeats(
                 seed=seed,
                 n_resamples=n_resamples,
             )
-            rows.append(_row(family, value, part))
+            family_rows.append(_row(family, value, part))
+        adjusted = holm([r["p_sign_flip"] for r in family_rows])
+        for r, p_adj in zip(family_rows, adjusted, strict=True):
+            r["p_holm"] = float(p_adj)
+        rows.extend(family_rows)
     return overall, pd.DataFrame(rows)
 
 
@@ -176,7 +184,11 @@ def _row(family: str, value: object, c: RepeatsComparison) -> dict[str, object]:
         "ci_low_pp": round(c.ci_low_pp, 3),
         "ci_high_pp": round(c.ci_high_pp, 3),
         "p_sign_flip": c.p_value,
+        "p_holm": c.p_value,  # the family's Holm adjustment replaces it
         "test": c.test.method,
+        "p_items": c.item_test.p_value,
+        "mdd_pp": round(100 * c.test.mdd, 3) if c.test.mdd is not None else None,
+        "mde_pp": _pp(c.mde),
         "flips_a": c.noise_a.flips,
         "flips_b": c.noise_b.flips,
         "ab_discordant": round(c.ab_discordant, 3),
@@ -189,7 +201,9 @@ def _row(family: str, value: object, c: RepeatsComparison) -> dict[str, object]:
 def repeats_markdown(overall: RepeatsComparison, table: pd.DataFrame, headline: str) -> str:
     """The repeats section appended to ``comparison.md``."""
     shown = table[table["slice"].isin(["all", "group", "ui_type"])].copy()
-    shown["p_sign_flip"] = shown["p_sign_flip"].map(lambda p: f"{p:.3g}")
+    for column in ("p_sign_flip", "p_holm", "p_items"):
+        shown[column] = shown[column].map(lambda p: f"{p:.3g}")
+    s = overall.settings
     return "\n".join(
         [
             "## With repeats",
@@ -197,8 +211,13 @@ def repeats_markdown(overall: RepeatsComparison, table: pd.DataFrame, headline: 
             f"**{headline}**",
             "",
             f"- {overall.noise_line()}",
-            f"- Interval: {overall.settings['interval']}; test: {overall.test.description}",
-            f"- Minimum detectable delta (80 % power): {100 * overall.mde:.2f} pp",
+            f"- Interval: {s['interval']}",
+            f"- Test (`p_sign_flip`, the headline p; `p_holm` within each slice family): "
+            f"{overall.test.description}",
+            f"- `p_items`: {s['item_test']}; valid for 'no difference on any of these items', "
+            "not for a difference that varies from screenshot to screenshot",
+            f"- Minimum detectable delta (`mde_pp`) at {100 * overall.power:g} % power: "
+            f"{100 * overall.mde:.2f} pp; assumes {s['mde']}. `mdd_pp`: {s['mdd']}",
             "",
             markdown_table(shown),
             "",

@@ -3,7 +3,9 @@
 ``sweep.csv``: one row per budget x variant (n, repeats, accuracy with its screenshot-clustered
 interval, wrong_format and failed shares, soft tokens per image and prompt tokens as the engine
 counted them, wall time and samples/s). ``sweep_deltas.csv``: the B - A delta per budget with
-its interval and Holm-adjusted p (A and B: the first two variants). ``sweep.md``: the headline,
+its screenshot-clustered interval, the sign-flip p over screenshots and its Holm adjustment across
+budgets, and the item-level p beside it (A and B: the first two variants). ``sweep.md``: the
+headline,
 the tables, the interaction test and how everything was computed. ``accuracy_vs_budget.png``:
 both variants' accuracy with intervals, and the delta per budget with its interval.
 """
@@ -149,9 +151,10 @@ def write_sweep(
             lines += [
                 f"- Interaction (does the delta depend on the budget?): {inter.method}; "
                 f"p = {inter.p_value:.3g} (F approximation p = {inter.p_f:.3g})",
-                f"- Per budget: {result.settings['per_budget_test']}; interval: "
-                f"{result.settings['per_budget_interval']}; "
-                f"{result.settings['multiple_testing']}",
+                f"- Per budget: `p` (the headline's): {result.settings['per_budget_test']}; "
+                f"`p_holm`: {result.settings['multiple_testing']}; interval: "
+                f"{result.settings['per_budget_interval']}",
+                f"- `p_items`: {result.settings['per_budget_item_test']}",
             ]
         else:
             only = compare_repeats(ys_a[budgets[0]], ys_b[budgets[0]], items["img_filename"],
@@ -159,7 +162,9 @@ def write_sweep(
             headline = f"budget {budgets[0]}: {only.headline(a, b)}"
             deltas = pd.DataFrame([{"budget": budgets[0], "delta_pp": only.delta_pp,
                                     "ci_low_pp": only.ci_low_pp, "ci_high_pp": only.ci_high_pp,
-                                    "p": only.p_value, "p_holm": only.p_value}])  # fmt: skip
+                                    "p": only.p_value, "p_holm": only.p_value,
+                                    "p_items": only.item_test.p_value}])  # fmt: skip
+            lines += [f"- `p`: {only.test.description}; `p_items`: {only.settings['item_test']}"]
         files["deltas"] = write_csv(deltas, out / DELTAS_CSV)
     else:
         best = table.loc[table["accuracy"].idxmax()]

@@ -135,7 +135,8 @@ def compare_runs(
     A side that holds repeats (``r1..rK``) adds the comparison over all repeats (sign-flip
     test, interval over screenshots with all repeats, the A/A noise floor beside the A/B
     discordance: ``repeats.csv`` and a section of ``comparison.md``); the per-sample outputs
-    (2x2 table, flips, per-slice McNemar) are those of the first repeats."""
+    (2x2 table, flips, per-slice tables with their screenshot-level p and McNemar) are those of
+    the first repeats."""
     dirs_a, dirs_b = repeat_dirs(run_a), repeat_dirs(run_b)
     manifest_a, frame_a = _load(dirs_a[0])
     manifest_b, frame_b = _load(dirs_b[0])

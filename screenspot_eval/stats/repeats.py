@@ -384,7 +384,8 @@ def compare_repeats(
         "item_test": "conventional item-level test, conditional on these items: "
         + item_test.description,
         "mdd": test.mdd_method,
-        "mde": f"{power:g} power: {MDE_ASSUMPTIONS}",
+        "mde": MDE_ASSUMPTIONS,
+        "power": power,
         "delta": "mean over items of (mean over B repeats - mean over A repeats)",
         "numpy_version": np.__version__,
     }

@@ -255,7 +255,8 @@ def compare_slices(
         "multiple_testing": "Holm-Bonferroni of p within each slice family; overall unadjusted",
         "mdd": "smallest |delta| the test could call significant given the observed summed "
         "differences of its units (conditional on them)",
-        "mde": f"{DEFAULT_POWER:g} power: {MDE_ASSUMPTIONS}",
+        "mde": MDE_ASSUMPTIONS,
+        "power": DEFAULT_POWER,
         "families": list(families),
         "delta": "accuracy of B minus accuracy of A",
         "numpy_version": np.__version__,
