@@ -15,18 +15,33 @@ from screenspot_eval.cli.options import Given, with_options
 def tiny_model(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
     seed: Annotated[int, typer.Option(help="Weight initialisation seed.")] = 0,
+    family: Annotated[
+        str,
+        typer.Option(
+            help="Checkpoint family to twin: tiny (dense, 2 layers), e2b, e4b, 26b-a4b, 31b or "
+            "12b (encoder-free); each switches on its family's published features."
+        ),
+    ] = "tiny",
 ) -> None:
-    """Write a tiny random Gemma 4 checkpoint (about 1 MB) that HF and vLLM load, offline.
+    """Write a tiny random Gemma 4 checkpoint (1-4 MB) that HF and vLLM load, offline.
 
-    The numbers it produces mean nothing about Gemma 4: it exists to smoke-test an install and
-    to run the real engine in tests without a GPU.
+    With --family, the twin of a published checkpoint family: its features (per-layer
+    embeddings, KV sharing, experts, bidirectional attention over images, the encoder-free
+    12B, ...) as in that family's config.json, every width tiny. The numbers it produces mean
+    nothing about Gemma 4: it exists to smoke-test an install and to run the real engine on
+    each family's code path in tests without a GPU.
 
     Example: screenspot-eval tiny-model models/tiny-gemma4
     """
+    from screenspot_eval.backends.vllm.families import FAMILIES
     from screenspot_eval.backends.vllm.tiny import TinyGemma4Spec, build_tiny_gemma4
 
-    path = build_tiny_gemma4(out_dir, TinyGemma4Spec(seed=seed))
-    typer.echo(f"tiny Gemma 4 checkpoint written to {path}")
+    if family not in FAMILIES:
+        raise typer.BadParameter(
+            f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}", param_hint="--family"
+        )
+    path = build_tiny_gemma4(out_dir, TinyGemma4Spec(seed=seed), family)
+    typer.echo(f"tiny Gemma 4 checkpoint ({family}: {FAMILIES[family].summary}) written to {path}")
 
 
 @with_options(o.CONFIG_FILE, o.MODEL, o.ENGINE)

@@ -26,7 +26,6 @@ from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template, render_messages
 from screenspot_eval.report.parity import (
     FP32_TOLERANCE,
-    HF_FORMULA_VARIANTS,
     KL_DEFINITION,
     ParityReport,
     PositionLogprobs,
@@ -385,16 +384,13 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
     tolerance = tolerance_for(config, options)
     first = build_report(scored, tolerance=tolerance)
     checks: list[SwitchCheck] = []
-    if (
-        options.check_switches
-        and tolerance is not None
-        and not first.within_tolerance
-        and first.closest in HF_FORMULA_VARIANTS
-    ):
+    if options.check_switches and tolerance is not None and not first.within_tolerance:
+        # pre is HF's own formula: what moves it towards HF lies outside the embedder.
+        probe = "pre" if "pre" in scored else first.closest or options.variants[0]
         checks = _switch_checks(
             switches,
-            first.closest,
-            scored[first.closest],
+            probe,
+            scored[probe],
             answers,
             items,
             data.root,

@@ -106,6 +106,19 @@ def _quiet_logger(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _top(values: Any, indices: Any) -> dict[int, float]:
     return {int(t): float(v) for v, t in zip(values.tolist(), indices.tolist(), strict=True)}
 
@@ -151,7 +164,8 @@ class HfReference:
             load["device_map"] = device  # straight onto the device, not through CPU memory
         config = AutoConfig.from_pretrained(model, revision=revision)
         apply_to_config(config, overrides or {})
-        net = AutoModelForImageTextToText.from_pretrained(model, config=config, **load)
+        with _no_progress_bars():  # the terminal is the tool's: no "Loading weights" bar
+            net = AutoModelForImageTextToText.from_pretrained(model, config=config, **load)
         self.model: Any = net.to(device).eval()
         tokenizer = self.processor.tokenizer
         self.image_token_id = int(self.processor.image_token_id)

@@ -100,14 +100,26 @@ def hf_reference_max_abs_diff(
     The reference gets the same projection (as the engine holds it) and the same input; both
     run in fp32, so the difference measures the formula, not the engine's dtype.
     """
-    from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder
-
     matrix = _projection_matrix(module).cpu()
-    reference = Gemma4MultimodalEmbedder(mm_config, text_config).float().eval()
+    reference = _hf_embedder_class(mm_config)(mm_config, text_config).float().eval()
     reference.embedding_projection.weight.copy_(matrix.T)
     x = _probe_input(matrix.shape[0], torch.device("cpu"), torch.float32)
     ours = _fp32_copy(module)(inputs_embeds=x)
     return float((ours - reference(x)).abs().max())
+
+
+def _hf_embedder_class(mm_config: Any) -> type[nn.Module]:
+    """HF's embedder for this config: the encoder-free 12B's configs (``gemma4_unified_*``)
+    have their own class (the same RMSNorm -> Linear)."""
+    if str(getattr(mm_config, "model_type", "")).startswith("gemma4_unified"):
+        from transformers.models.gemma4_unified.modeling_gemma4_unified import (
+            Gemma4UnifiedMultimodalEmbedder,
+        )
+
+        return Gemma4UnifiedMultimodalEmbedder
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4MultimodalEmbedder
+
+    return Gemma4MultimodalEmbedder
 
 
 def _fp32_copy(module: SelectableNormEmbedder) -> SelectableNormEmbedder:
