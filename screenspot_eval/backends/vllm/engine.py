@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from screenspot_eval.backends.base import (
     BackendError,
@@ -32,6 +32,9 @@ from screenspot_eval.backends.vllm.provenance import (
     batch_invariant_environment,
     require_batch_invariance,
 )
+
+if TYPE_CHECKING:  # typed for tests/vllm_release.py, which checks these calls per release
+    from vllm import LLMEngine
 
 
 def prepare_environment(settings: EngineSettings) -> dict[str, str | None]:
@@ -187,7 +190,7 @@ class VllmEngine:
                 self.stats.cpu_s = cpu_end - cpu_start
 
     def _generate(
-        self, engine: Any, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+        self, engine: LLMEngine, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
         source = iter(requests)
         # vLLM reports a request under its internal id or the one enqueue_chat returned: both

@@ -127,9 +127,10 @@ def worker_provenance(model: Any) -> dict[str, Any]:
     import vllm.envs as envs
     from vllm.platforms import current_platform
 
-    try:
-        from vllm.model_executor.determinism import batch_invariant as bi
+    from screenspot_eval.backends.vllm.compat import resolve
 
+    try:  # vllm.model_executor.layers before 0.29 (compat.MOVED)
+        bi = resolve("batch_invariant")
         kernels: bool | None = bool(getattr(bi, "_batch_invariant_MODE", False))
     except ImportError:
         kernels = None

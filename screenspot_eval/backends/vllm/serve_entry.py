@@ -19,17 +19,19 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     from vllm.entrypoints.cli.serve import ServeSubcommand
-    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
-    from vllm.logger import configure_logging_from_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    cli_env_setup()
+    from screenspot_eval.backends.vllm.compat import resolve
+
+    resolve("cli_env_setup")()  # its home moved in 0.23 and 0.33 (compat.MOVED)
     parser = FlexibleArgumentParser(description="vLLM OpenAI-compatible server (vllm serve)")
     subparsers = parser.add_subparsers(required=True, dest="subparser")
     command = ServeSubcommand()
     command.subparser_init(subparsers)
     args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    configure_logging_from_args(args)
+    configure_logging = resolve("configure_logging_from_args")  # None before 0.31
+    if configure_logging is not None:
+        configure_logging(args)
     command.validate(args)
     command.cmd(args)
 
