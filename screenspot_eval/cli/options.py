@@ -109,6 +109,15 @@ BatchInvariantOpt = Annotated[
         rich_help_panel=ENGINE,
     ),
 ]
+AllowUntestedVllmOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-untested-vllm",
+        help="Run on an installed vLLM outside the supported range (refused otherwise, before "
+        "the engine starts); recorded in the manifest.",
+        rich_help_panel=ENGINE,
+    ),
+]
 MaxSoftTokensOpt = Annotated[
     int | None,
     typer.Option(
@@ -442,6 +451,7 @@ ENGINE = (
     Opt("enforce_eager", EnforceEagerOpt, ("engine.enforce_eager",)),
     Opt("batch_invariant", BatchInvariantOpt, ("engine.batch_invariant",)),
     Opt("engine_core", EngineCoreOpt, ("engine.engine_core",)),
+    Opt("allow_untested_vllm", AllowUntestedVllmOpt, ("engine.allow_untested_vllm",)),
     Opt("engine_arg", EngineArgOpt),  # expanded by engine_arg_overrides
 )
 DATA_OPTIONS = (
@@ -526,12 +536,18 @@ class Given:
         **fixed: Any,
     ) -> RunConfig:
         """The run configuration: these values > ``--config`` file > ``defaults`` > built-ins
-        (``servers``: where to ask for the model name when none is given)."""
+        (``servers``: where to ask for the model name when none is given). A command that
+        starts an engine here refuses an unsupported installed vLLM now, before any data or
+        engine work (:func:`~screenspot_eval.backends.vllm.compat.require_supported_vllm`)."""
+        from screenspot_eval.backends.vllm.compat import require_supported_vllm
         from screenspot_eval.run.config import resolve_config
 
-        return resolve_config(
+        config = resolve_config(
             self.values.get("config"), self.overrides(**fixed), defaults=defaults, servers=servers
         )
+        if not (servers or config.runtime.endpoints):
+            require_supported_vllm(config.engine.allow_untested_vllm)
+        return config
 
 
 def with_options(*groups: tuple[Opt, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -29,6 +29,7 @@ NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
         "distributed_executor_backend",
         "data_parallel_size",
         "engine_core",
+        "allow_untested_vllm",
     }
 )
 

@@ -19,6 +19,7 @@ from screenspot_eval.backends.base import (
 from screenspot_eval.backends.frontend import FrontEndStats
 from screenspot_eval.backends.provenance import EngineProvenance, check_batch_invariance
 from screenspot_eval.backends.variant import EmbedderReport, check_variant
+from screenspot_eval.backends.vllm.compat import require_supported_vllm
 from screenspot_eval.backends.vllm.engine_args import (
     ENGINE_CORE_ENV,
     EngineSettings,
@@ -111,6 +112,7 @@ class VllmEngine:
         self.kwargs = llm_kwargs(settings)
         self.log_file = log_file
         self._previous_env: dict[str, str | None] = {}
+        require_supported_vllm(settings.allow_untested_vllm)
         try:
             with (
                 engine_stage("starting the engine and loading the model", log_file),

@@ -50,6 +50,9 @@ class EngineSettings(BaseModel):
     engine_core: EngineCoreMode = Field(default="auto", exclude_if=lambda mode: mode == "auto")
     """Where an in-process engine's core and worker run (see :func:`resolve_engine_core`); a
     placement, not an outcome setting. Servers always run vLLM's own multiprocess engine."""
+    allow_untested_vllm: bool = Field(default=False, exclude_if=lambda on: not on)
+    """Run on a vLLM outside the supported range (``compat.supported_range``); recorded in the
+    manifest when on, so a result from an untested release says so."""
 
 
 def is_vllm_cpu_build() -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from screenspot_eval.backends.http.server import wait_until_healthy
+from screenspot_eval.backends.vllm.compat import require_supported_vllm
 from screenspot_eval.backends.vllm.engine_args import (
     ENGINE_CORE_ENV,
     LOOPBACK_HOSTS,
@@ -92,6 +93,7 @@ class ServerProcess:
                 "--engine-core inline is for in-process runs: a server runs vLLM's engine core "
                 "in a process of its own"
             )
+        require_supported_vllm(settings.allow_untested_vllm)
         if settings.batch_invariant:
             require_batch_invariance()
         self.settings = settings
