@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from screenspot_eval.protocol.parsing import ParsedClick, ParseFailure
+from screenspot_eval.protocol.parsing import FailureKind, ParsedClick, ParseFailure
 
 
 class Outcome(StrEnum):
@@ -55,8 +55,9 @@ def distance_to_box(x: float, y: float, bbox: Sequence[float]) -> float:
 
 def score_click(parsed: ParsedClick | ParseFailure, bbox: Sequence[float]) -> Score:
     """Score a parsed answer against ``bbox = (x1, y1, x2, y2)`` in original pixels."""
-    if not isinstance(parsed, ParsedClick):
-        return Score(outcome=Outcome.WRONG_FORMAT)
+    if not isinstance(parsed, ParsedClick):  # our parser's own bug is no model miss
+        internal = parsed.kind is FailureKind.INTERNAL_ERROR
+        return Score(outcome=Outcome.FAILED if internal else Outcome.WRONG_FORMAT)
     x1, y1, x2, y2 = (float(v) for v in bbox)
     x, y = parsed.x, parsed.y
     inside = x1 <= x <= x2 and y1 <= y <= y2

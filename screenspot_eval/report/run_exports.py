@@ -65,6 +65,39 @@ def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(Counter(str(o) for o in frame["outcome"]).items()))
 
 
+#: Why a ``failed`` record has no click, from its error text (request errors are the rest).
+FAILED_CAUSES = (("internal parser error", "internal parser error"), ("image:", "image"))
+
+
+def failure_kinds(frame: pd.DataFrame) -> dict[str, int]:
+    """Every failure's kind and count: ``wrong_format`` by the parser's reason (the model's
+    answer), ``failed`` by cause (request, image, our parser's own error), so a bug of ours
+    never reads as a model miss."""
+    kinds: dict[str, int] = {}
+    for outcome, kind, error in zip(
+        frame.get("outcome", []),
+        frame.get("failure_kind", []),
+        frame.get("error", []),
+        strict=False,
+    ):
+        if outcome == "wrong_format":
+            key = f"wrong_format: {kind if isinstance(kind, str) else 'unknown'}"
+        elif outcome == "failed":
+            text = error if isinstance(error, str) else ""
+            cause = next(
+                (name for prefix, name in FAILED_CAUSES if text.startswith(prefix)), "request"
+            )
+            key = f"failed: {cause}"
+        else:
+            continue
+        kinds[key] = kinds.get(key, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _kinds_line(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in kinds.items()) or "none"
+
+
 def _embedder_lines(manifest: Manifest) -> str:
     """Each embedder as the engine found it, e.g. ``(embed_vision: pre; embed_audio: not loaded)``."""
     report = manifest.engine_report or {}
@@ -94,6 +127,11 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
                 f"`{OFFICIAL_JSON}` counts them as `wrong_format`"
             ]
             if failed
+            else []
+        ),
+        *(
+            [f"- Failure kinds: {_kinds_line(failure_kinds(frame))}"]
+            if failed or n > correct
             else []
         ),
         f"- Variant: requested `{manifest.requested_variant}`, engine reports "

@@ -11,7 +11,7 @@ from typing import Literal
 from screenspot_eval.backends.base import Completion
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
-from screenspot_eval.protocol.parsing import ParsedClick, ParseFailure, parse_click
+from screenspot_eval.protocol.parsing import FailureKind, ParsedClick, ParseFailure, parse_click
 from screenspot_eval.protocol.scoring import failed_score, score_click
 from screenspot_eval.store.records import PredictionRecord
 
@@ -60,7 +60,7 @@ def build_record(
         pred_x=score.x,
         pred_y=score.y,
         distance_px=score.distance_px,
-        error=completion.error,
+        error=completion.error or _internal_error(parsed),
         attempts=completion.attempts,
         latency_s=completion.latency_s,
         prompt_tokens=completion.prompt_tokens,
@@ -68,3 +68,11 @@ def build_record(
         endpoint=completion.endpoint,
         image_soft_tokens=completion.image_soft_tokens,
     )
+
+
+def _internal_error(parsed: ParsedClick | ParseFailure | None) -> str | None:
+    """A parser bug, named as one (the record is ``failed``, retried on resume, and counted
+    apart from the model's misses)."""
+    if isinstance(parsed, ParseFailure) and parsed.kind is FailureKind.INTERNAL_ERROR:
+        return f"internal parser error: {parsed.detail}"
+    return None

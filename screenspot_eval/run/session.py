@@ -35,6 +35,7 @@ from screenspot_eval.errors import RunAborted, UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings
+from screenspot_eval.run.guard import FailureGuard
 from screenspot_eval.run.images import plan_images
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
 from screenspot_eval.store.manifest import (
@@ -387,6 +388,8 @@ def _run_backend(
             eval_start = time.perf_counter()
             bar = tqdm(total=len(todo), unit="sample", disable=quiet, desc=config.engine.norm)
 
+            guard = FailureGuard()
+
             def on_record(record: PredictionRecord) -> None:
                 nonlocal correct, done
                 run.append(record)
@@ -394,6 +397,7 @@ def _run_backend(
                 correct += record.outcome.value == "correct"
                 bar.update(1)
                 bar.set_postfix(acc=f"{correct / done:.1%}", refresh=False)
+                guard.check(record)  # after the append: the record that trips it is kept
 
             evaluate_samples(
                 todo,
@@ -419,7 +423,7 @@ def _run_backend(
         resume = manifest.resume_command
         raise RunAbortedError(
             f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
-            f"{run.predictions}",
+            f"{run.predictions}{_log_note(run.path)}",
             resume,
             interrupted=isinstance(exc, KeyboardInterrupt),
         ) from exc
@@ -432,6 +436,12 @@ def _run_backend(
         if backend is not None:
             closing_interrupted = close_backend(backend)
     return closing_interrupted
+
+
+def _log_note(out: Path) -> str:
+    """Where vLLM's own account of the failure is, when this run has one."""
+    log = out / VLLM_LOG
+    return f"; vLLM's log: {log}" if log.exists() else ""
 
 
 def _record_stop(
