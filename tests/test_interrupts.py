@@ -8,6 +8,7 @@ record on disk, and no engine process left behind. A sample the engine rejects i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -126,3 +127,31 @@ def test_engine_core_killed_mid_run_then_resume(
         for r in map(json.loads, (full_run[0] / "predictions.jsonl").read_text().splitlines())
     }
     assert {r["id"]: r["outcome"] for r in records} == reference
+
+
+def test_sigint_right_after_the_last_record(tiny_model_dir: Path, synth_data: Path, tmp_path: Path):
+    """Ctrl-C while the engine shuts down or the exports are written: the exports get written
+    (exit 130, said so), or the interruption is recorded and the resume command printed."""
+    out = tmp_path / "tail"
+    proc = popen_cli(run_args(tiny_model_dir, synth_data, out, "--limit", "6"))
+    wait_for_records(proc, out / "predictions.jsonl", 6)
+    with contextlib.suppress(ProcessLookupError):  # already finished: nothing to interrupt
+        os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert "Traceback" not in output, output[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    exports = [out / n for n in ("samples.csv", "metrics.csv", "summary.md")]
+    if proc.returncode == 0:
+        assert manifest["status"] == "complete" and all(p.is_file() for p in exports)
+        return
+    assert proc.returncode == 130, output[-3000:]
+    if manifest["status"] == "complete":
+        assert all(p.is_file() for p in exports), output[-3000:]
+        assert "exports are written" in output
+    else:
+        assert manifest["status"] == "interrupted", manifest
+        assert "resume with: screenspot-eval run" in output
+        resumed = run_cli(run_args(tiny_model_dir, synth_data, out, "--limit", "6"))
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert all(p.is_file() for p in exports)
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 6

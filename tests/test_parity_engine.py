@@ -51,9 +51,11 @@ def test_post_differs_at_least_ten_times_more(parity_run):
 def test_the_verdict_names_pre(parity_run):
     out, proc, _ = parity_run
     md = (out / "parity.md").read_text()
-    assert "**Verdict: closest to the HF reference: pre" in md
+    assert "**Verdict: pre and native are within the fp32 tolerance (1e-05" in md
     assert "closest to the HF reference: pre" in proc.stdout
-    assert json.loads((out / "parity.json").read_text())["closest"] == "pre"
+    payload = json.loads((out / "parity.json").read_text())
+    assert payload["closest"] == "pre" and payload["within_tolerance"] == ["pre", "native"]
+    assert payload["tolerance"] == 1e-5 and not payload["switch_checks"]
 
 
 def test_the_settings_are_recorded(parity_run):

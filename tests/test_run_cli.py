@@ -428,3 +428,10 @@ def test_report_on_a_folder_without_manifest_is_a_clean_error(runner, tmp_path):
     result = invoke(runner, "report", str(tmp_path))
     assert result.exit_code == EXIT_USER_ERROR
     assert "has no manifest.json" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_resolves(runner, path):
+    """Each config in configs/ loads through the one config path, its model and output named."""
+    shown = printed(runner, "--config", str(path))
+    assert shown["llm_kwargs"]["model"] and shown["config"]["out"]
