@@ -129,7 +129,7 @@ def hub_source(
         raise DatasetUnavailableError(
             f"Dataset {repo_id!r} (revision {wanted!r}) is not in the HF cache at {cache} and "
             f"{why} ({type(error).__name__}: {error}). Download it once with network access "
-            f"(`huggingface-cli download --repo-type dataset {repo_id}`), or: {_LOCAL_COPY_HINT}"
+            f"(`hf download {repo_id} --repo-type dataset`), or: {_LOCAL_COPY_HINT}"
         ) from error
     root = Path(folder)
     if not (root / ANNOTATIONS_DIR).is_dir():
