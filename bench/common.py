@@ -292,6 +292,14 @@ def session(run_dir: Path) -> dict[str, Any]:
     return _read_manifest(run_dir).session.model_dump(mode="json")
 
 
+def answers(run_dir: Path) -> dict[str, str | None]:
+    """sample id -> raw answer text of a run folder (the store's reading: last record wins)."""
+    from screenspot_eval.store.run_dir import RunDir
+
+    records, _ = RunDir(run_dir).read_records()
+    return {record.id: record.raw_response for record in records}
+
+
 def manifest(run_dir: Path) -> dict[str, Any]:
     """A run folder's whole manifest, as JSON (engine provenance, sessions, counts)."""
     return _read_manifest(run_dir).model_dump(mode="json")
