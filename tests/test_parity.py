@@ -11,6 +11,13 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from screenspot_eval.backends.overrides import (
+    apply_to_config,
+    merge_nested,
+    nested,
+    parse_overrides,
+    read_value,
+)
 from screenspot_eval.backends.vllm.parity import (
     ReferenceAnswer,
     TokenMismatchError,
@@ -22,10 +29,13 @@ from screenspot_eval.backends.vllm.parity import (
 from screenspot_eval.cli.app import app
 from screenspot_eval.errors import EXIT_USER_ERROR, UserError
 from screenspot_eval.report.parity import (
+    FP32_TOLERANCE,
     PositionLogprobs,
+    SwitchCheck,
     argmax_token,
     build_report,
     summarise,
+    tolerance_verdict,
     topk_kl,
     verdict,
     write_parity,
@@ -138,6 +148,121 @@ def test_verdict_names_exact_ties_together_first_in_order():
 def test_verdict_with_one_variant():
     closest, line = verdict([_summary("post", 0.01)])
     assert closest == "post" and "only variant" in line
+
+
+# --- the fp32 tolerance and the attention-switch check --------------------------------------
+
+
+def _check(engine_change: float, reference_change: float, off: float) -> SwitchCheck:
+    return SwitchCheck(
+        key="text_config.use_bidirectional_attention",
+        value="vision",
+        variant="pre",
+        engine_change=engine_change,
+        reference_change=reference_change,
+        off_mean=off,
+        off_first_max=off,
+    )
+
+
+def test_tolerance_verdict_names_the_variants_within_it():
+    closest, line = tolerance_verdict(
+        [_summary("pre", 2e-7), _summary("post", 0.02)], FP32_TOLERANCE
+    )
+    assert closest == "pre"
+    assert line.startswith("pre is within the fp32 tolerance (1e-05 on the first-token max")
+    assert "closest to the HF reference: pre" in line
+
+
+def test_tolerance_verdict_says_when_nothing_matches_and_where_the_deviation_lies():
+    summaries = [_summary("pre", 0.03), _summary("post", 0.04)]
+    closest, line = tolerance_verdict(summaries, FP32_TOLERANCE)
+    assert closest == "pre"
+    assert line.startswith("no variant is within the fp32 tolerance")
+    assert "pre is closest" in line and "the deviation lies outside the embedder" in line
+
+
+def test_an_ignored_switch_is_named_and_explains_the_gap_even_when_post_is_closest():
+    summaries = [_summary("pre", 0.05), _summary("post", 0.04)]
+    _, without = tolerance_verdict(summaries, FP32_TOLERANCE)
+    assert "outside the embedder" not in without  # post closest: nothing says where, yet
+    check = _check(engine_change=0.0, reference_change=0.2, off=1e-6)
+    assert check.ignored_by_engine and check.within(FP32_TOLERANCE)
+    _, line = tolerance_verdict(summaries, FP32_TOLERANCE, [check])
+    assert "vLLM ignores text_config.use_bidirectional_attention='vision'" in line
+    assert "outside the embedder" in line and "pre is within the tolerance" in line
+
+
+def test_a_switch_both_sides_honour_is_not_called_ignored():
+    check = _check(engine_change=0.2, reference_change=0.2, off=0.03)
+    assert not check.ignored_by_engine and not check.within(FP32_TOLERANCE)
+    assert "vLLM ignores" not in check.describe(FP32_TOLERANCE)
+    assert "still not within" in check.describe(FP32_TOLERANCE)
+
+
+def test_no_tolerance_is_applied_to_a_16_bit_side():
+    _, line = tolerance_verdict([_summary("pre", 2e-3), _summary("post", 0.02)], None)
+    assert line.startswith("closest to the HF reference: pre")
+    assert "no tolerance applied" in line
+
+
+def test_report_and_json_carry_the_tolerance_and_the_checks(tmp_path):
+    scored = {"pre": [pos("a", 0, -1.0, -1.05)], "post": [pos("a", 0, -1.0, -1.2)]}
+    check = _check(0.0, 0.2, 1e-6)
+    report = build_report(
+        scored, {"overrides": {}}, tolerance=FP32_TOLERANCE, switch_checks=[check]
+    )
+    assert report.within_tolerance == []
+    write_parity(tmp_path, report, scored)
+    payload = json.loads((tmp_path / "parity.json").read_text())
+    assert payload["tolerance"] == FP32_TOLERANCE and payload["within_tolerance"] == []
+    assert payload["switch_checks"][0]["ignored_by_engine"] is True
+
+
+# --- config overrides (KEY=VALUE) -------------------------------------------------------------
+
+
+def test_overrides_parse_json_values_and_plain_strings():
+    parsed = parse_overrides(
+        [
+            "text_config.use_bidirectional_attention=null",
+            "text_config.sliding_window=64",
+            "a=vision",
+        ]
+    )
+    assert parsed == {
+        "text_config.use_bidirectional_attention": None,
+        "text_config.sliding_window": 64,
+        "a": "vision",
+    }
+    assert nested(parsed)["text_config"] == {
+        "use_bidirectional_attention": None,
+        "sliding_window": 64,
+    }
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=1", "a..b=1", ".a=1"])
+def test_a_malformed_override_is_a_user_error(bad):
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_overrides([bad])
+
+
+def test_overrides_merge_into_existing_hf_overrides_and_apply_to_a_config():
+    merged = merge_nested({"text_config": {"a": 1}, "k": "v"}, nested({"text_config.b": None}))
+    assert merged == {"text_config": {"a": 1, "b": None}, "k": "v"}
+
+    class Sub:
+        use_bidirectional_attention = "vision"
+
+    class Config:
+        text_config = Sub()
+
+    config = Config()
+    apply_to_config(config, {"text_config.use_bidirectional_attention": None})
+    assert config.text_config.use_bidirectional_attention is None
+    assert read_value(config, "text_config.use_bidirectional_attention") is None
+    with pytest.raises(UserError, match="no such field"):
+        apply_to_config(config, {"text_config.nope": 1})
 
 
 # --- token helpers ----------------------------------------------------------------------------
