@@ -107,7 +107,8 @@ def _quiet_logger(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
+def no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off (loading and saving weights), restored after."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -164,7 +165,7 @@ class HfReference:
             load["device_map"] = device  # straight onto the device, not through CPU memory
         config = AutoConfig.from_pretrained(model, revision=revision)
         apply_to_config(config, overrides or {})
-        with _no_progress_bars():  # the terminal is the tool's: no "Loading weights" bar
+        with no_progress_bars():  # the terminal is the tool's: no "Loading weights" bar
             net = AutoModelForImageTextToText.from_pretrained(model, config=config, **load)
         self.model: Any = net.to(device).eval()
         tokenizer = self.processor.tokenizer

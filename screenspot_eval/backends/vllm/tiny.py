@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from screenspot_eval.backends.vllm.families import DEFAULT_FAMILY, Family, family
+from screenspot_eval.backends.vllm.parity import no_progress_bars
 
 # Gemma 4 special tokens; ids 0, 1, 2 are fixed by the text config (pad, eos, bos). The thought
 # channel and thinking markers are the real template's.
@@ -280,7 +281,8 @@ def build_tiny_gemma4(
     config = build_config(spec, tokenizer, fam)
     torch.manual_seed(spec.seed)
     model = AutoModelForImageTextToText.from_config(config).to(torch.float32).eval()
-    model.save_pretrained(out)
+    with no_progress_bars():  # the terminal is the tool's: no "Writing model shards" bar
+        model.save_pretrained(out)
     build_processor(spec, tokenizer, fam, template).save_pretrained(out)
     record = {**asdict(spec), "family": fam.name, "features": fam.summary}
     (out / "tiny_gemma4_spec.json").write_text(json.dumps(record, indent=2) + "\n")
