@@ -55,6 +55,22 @@ def family_twins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return built
 
 
+def compare_args(model: Path, data: Path, out: Path, limit: int) -> list[str]:
+    """`compare --a post --b pre` on ``limit`` samples, CPU-sized."""
+    return [
+        "compare", "--model", str(model), "--a", "post", "--b", "pre", "--data", str(data),
+        "--limit", str(limit), "--out", str(out), *ENGINE_ARGS, *DECODING_ARGS,
+    ]  # fmt: skip
+
+
+def parity_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """`parity` on 4 samples, fp32 (its default), eager."""
+    return [
+        "parity", "--model", str(model), "--data", str(data), "--samples", "4",
+        "--enforce-eager", "--quiet", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
 def _no_traceback(proc) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
@@ -78,43 +94,10 @@ def family_runs(request, family_twins, synth_data: Path, tmp_path_factory) -> Fa
             str(out / "verify.log"),
         ]
     )
-    compare = run_cli(
-        [
-            "compare",
-            "--model",
-            str(model),
-            "--a",
-            "post",
-            "--b",
-            "pre",
-            "--data",
-            str(synth_data),
-            "--limit",
-            "8",
-            "--out",
-            str(out / "ab"),
-            *ENGINE_ARGS,
-            *DECODING_ARGS,
-        ],
-        timeout=900,
-    )
+    compare = run_cli(compare_args(model, synth_data, out / "ab", 8), timeout=900)
+    check = "--switch-check" if name == SWITCH_CHECKED else "--no-switch-check"
     parity = run_cli(
-        [
-            "parity",
-            "--model",
-            str(model),
-            "--data",
-            str(synth_data),
-            "--samples",
-            "4",
-            "--variant",
-            "pre,post",
-            "--enforce-eager",
-            "--quiet",
-            "--out",
-            str(out / "parity"),
-            "--switch-check" if name == SWITCH_CHECKED else "--no-switch-check",
-        ],
+        parity_args(model, synth_data, out / "parity", "--variant", "pre,post", check),
         timeout=900,
     )
     return FamilyRuns(name, model, out, verify, compare, parity)
@@ -178,26 +161,7 @@ def test_parity_is_within_tolerance_or_names_what_differs(family_runs: FamilyRun
 
 def test_e4b_twin_compares_in_one_switched_engine(family_twins, synth_data, tmp_path):
     out = tmp_path / "e4b"
-    proc = run_cli(
-        [
-            "compare",
-            "--model",
-            str(family_twins["e4b"]),
-            "--a",
-            "post",
-            "--b",
-            "pre",
-            "--data",
-            str(synth_data),
-            "--limit",
-            "4",
-            "--out",
-            str(out),
-            *ENGINE_ARGS,
-            *DECODING_ARGS,
-        ],
-        timeout=900,
-    )
+    proc = run_cli(compare_args(family_twins["e4b"], synth_data, out, 4), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest = json.loads((out / "b-pre" / "manifest.json").read_text())
     assert manifest["effective_variant"] == "pre"
@@ -208,27 +172,9 @@ def test_e4b_twin_compares_in_one_switched_engine(family_twins, synth_data, tmp_
 def test_parity_override_turns_the_switch_off_on_both_sides(family_twins, synth_data, tmp_path):
     """The user's own localisation: with the switch null on both sides, pre matches HF."""
     out = tmp_path / "override"
-    proc = run_cli(
-        [
-            "parity",
-            "--model",
-            str(family_twins["26b-a4b"]),
-            "--data",
-            str(synth_data),
-            "--samples",
-            "4",
-            "--variant",
-            "pre",
-            "--enforce-eager",
-            "--quiet",
-            "--out",
-            str(out),
-            "--override",
-            f"{BIDIRECTIONAL}=null",
-            "--no-switch-check",
-        ],
-        timeout=900,
-    )
+    override = ("--override", f"{BIDIRECTIONAL}=null", "--no-switch-check")
+    args = parity_args(family_twins["26b-a4b"], synth_data, out, "--variant", "pre", *override)
+    proc = run_cli(args, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     payload = json.loads((out / "parity.json").read_text())
     assert payload["settings"]["overrides"] == {BIDIRECTIONAL: None}

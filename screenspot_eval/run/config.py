@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from screenspot_eval.backends.base import SamplingSettings
+from screenspot_eval.backends.overrides import merge_nested
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
@@ -145,13 +146,7 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """Deep merge; values of ``top`` win, dicts merge key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    return merge_nested(base, top)
 
 
 def dotted_tree(values: dict[str, Any] | None) -> dict[str, Any]:

@@ -129,43 +129,60 @@ class _Item:
     messages: list[dict[str, Any]]
 
 
-def _images(items: list[_Item], root: Path, workers: int) -> Iterator[tuple[_Item, Any]]:
-    by_id = {item.sample.id: item for item in items}
-    for sample, image in iter_images([i.sample for i in items], root, workers=workers):
-        yield by_id[sample.id], image
+@dataclass(frozen=True)
+class _Job:
+    """What every pass of one parity command shares."""
+
+    config: RunConfig
+    options: ParityOptions
+    template: PromptTemplate
+    budget: int
+    items: list[_Item]
+    root: Path
+    out: Path
+    quiet: bool
+
+    def say(self, line: str) -> None:
+        say(self.quiet, line)
+
+    def images(self, items: list[_Item] | None = None) -> Iterator[tuple[_Item, Any]]:
+        """Each item (all of them by default) with its decoded image, in the decode pool."""
+        chosen = self.items if items is None else items
+        by_id = {item.sample.id: item for item in chosen}
+        workers = self.config.runtime.image_workers
+        for sample, image in iter_images([i.sample for i in chosen], self.root, workers=workers):
+            yield by_id[sample.id], image
+
+    def answered(self, answers: list[Any]) -> tuple[dict[str, Any], list[_Item]]:
+        """The answers by sample id, and the items that have one."""
+        by_id = {a.sample_id: a for a in answers}
+        return by_id, [item for item in self.items if item.sample.id in by_id]
 
 
-def _reference_pass(
-    items: list[_Item],
-    root: Path,
-    config: RunConfig,
-    options: ParityOptions,
-    template: PromptTemplate,
-    budget: int,
-    quiet: bool,
-) -> tuple[list[Any], dict[str, str], int, dict[str, Any]]:
-    """HF's answers for every sample whose image decodes (the others are listed with why), and
-    the attention switches the reference's config sets (:data:`CHECKED_SWITCHES`)."""
+def open_reference(config: RunConfig, options: ParityOptions, budget: int) -> Any:
+    """HF transformers' model as the reference, with the run's image budget and overrides."""
     from screenspot_eval.backends.vllm.parity import HfReference
 
-    say(
-        quiet,
-        f"reference: HF transformers, {options.reference_dtype} on {options.reference_device}",
-    )
-    answers, skipped = [], {}
-    with HfReference(
+    return HfReference(
         config.engine.model,
         revision=config.engine.revision,
         device=options.reference_device,
         dtype=options.reference_dtype,
         max_soft_tokens=budget,
         overrides=options.overrides,
-    ) as reference:
+    )
+
+
+def _reference_pass(job: _Job) -> tuple[list[Any], dict[str, str], int, dict[str, Any]]:
+    """HF's answers for every sample whose image decodes (the others are listed with why), and
+    the attention switches the reference's config sets (:data:`CHECKED_SWITCHES`)."""
+    options = job.options
+    job.say(f"reference: HF transformers, {options.reference_dtype} on {options.reference_device}")
+    answers, skipped = [], {}
+    with open_reference(job.config, options, job.budget) as reference:
         image_token_id = reference.image_token_id
         switches = reference.config_values(CHECKED_SWITCHES)
-        for n, (item, image) in enumerate(
-            _images(items, root, config.runtime.image_workers), start=1
-        ):
+        for n, (item, image) in enumerate(job.images(), start=1):
             if isinstance(image, ImageLoadError):
                 skipped[item.sample.id] = f"image: {image.reason}"
                 continue
@@ -173,7 +190,7 @@ def _reference_pass(
                 item.sample.id,
                 item.messages,
                 image,
-                chat_template_kwargs=dict(template.chat_template_kwargs),
+                chat_template_kwargs=dict(job.template.chat_template_kwargs),
                 answer_tokens=options.answer_tokens,
                 top_k=options.top_k,
             )
@@ -183,41 +200,23 @@ def _reference_pass(
                 )
                 continue
             answers.append(answer)
-            say(quiet, f"reference: {n}/{len(items)} {item.sample.id}")
+            job.say(f"reference: {n}/{len(job.items)} {item.sample.id}")
     return answers, skipped, image_token_id, switches
 
 
-def _rescore_reference(
-    answers: list[Any],
-    items: list[_Item],
-    root: Path,
-    config: RunConfig,
-    options: ParityOptions,
-    template: PromptTemplate,
-    budget: int,
-) -> list[Any]:
-    """The reference, loaded with ``options.overrides``, scoring the same answer tokens."""
-    from screenspot_eval.backends.vllm.parity import HfReference
-
-    answered = {a.sample_id: a for a in answers}
-    kept = [item for item in items if item.sample.id in answered]
-    with HfReference(
-        config.engine.model,
-        revision=config.engine.revision,
-        device=options.reference_device,
-        dtype=options.reference_dtype,
-        max_soft_tokens=budget,
-        overrides=options.overrides,
-    ) as reference:
+def _rescore_reference(job: _Job, answers: list[Any]) -> list[Any]:
+    """The reference, loaded with ``job.options.overrides``, scoring the same answer tokens."""
+    answered, kept = job.answered(answers)
+    with open_reference(job.config, job.options, job.budget) as reference:
         return [
             reference.score(
                 answered[item.sample.id],
                 item.messages,
                 image,
-                chat_template_kwargs=dict(template.chat_template_kwargs),
-                top_k=options.top_k,
+                chat_template_kwargs=dict(job.template.chat_template_kwargs),
+                top_k=job.options.top_k,
             )
-            for item, image in _images(kept, root, config.runtime.image_workers)
+            for item, image in job.images(kept)
         ]
 
 
@@ -226,41 +225,31 @@ def _max_change(before: list[float], after: list[float]) -> float:
 
 
 def _switch_checks(
+    job: _Job,
     switches: dict[str, Any],
-    closest: str,
+    variant: str,
     scored: list[PositionLogprobs],
     answers: list[Any],
-    items: list[_Item],
-    root: Path,
-    config: RunConfig,
-    options: ParityOptions,
-    template: PromptTemplate,
-    budget: int,
     image_token_id: int,
-    out: Path,
-    quiet: bool,
 ) -> list[SwitchCheck]:
     """Each switch set to null on both sides: does the engine's output move, does HF's?"""
     checks = []
     for key, value in switches.items():
-        if key in options.overrides:
+        if key in job.options.overrides:
             continue  # the user chose its value: nothing to localise
-        off = replace(options, variants=(closest,), overrides={**options.overrides, key: None})
-        say(
-            quiet,
-            f"no variant is within the tolerance: checking {key}={value!r} (null on both sides)",
+        overrides = {**job.options.overrides, key: None}
+        off = replace(job, options=replace(job.options, variants=(variant,), overrides=overrides))
+        job.say(
+            f"no variant is within the tolerance: checking {key}={value!r} (null on both sides)"
         )
-        ref_off = _rescore_reference(answers, items, root, config, off, template, budget)
-        engine_off, _, _ = _engine_passes(
-            ref_off, items, root, config, off, budget, image_token_id, out, quiet
-        )
-        positions_off = engine_off[closest]
-        summary_off = summarise(closest, positions_off)
+        ref_off = _rescore_reference(off, answers)
+        positions_off = _engine_passes(off, ref_off, image_token_id)[0][variant]
+        summary_off = summarise(variant, positions_off)
         checks.append(
             SwitchCheck(
                 key=key,
                 value=value,
-                variant=closest,
+                variant=variant,
                 engine_change=_max_change(
                     [p.test_logprob for p in scored], [p.test_logprob for p in positions_off]
                 ),
@@ -296,58 +285,43 @@ def _positions(answers: list[Any], scores: list[Any]) -> list[PositionLogprobs]:
 
 
 def _engine_passes(
-    answers: list[Any],
-    items: list[_Item],
-    root: Path,
-    config: RunConfig,
-    options: ParityOptions,
-    budget: int,
-    image_token_id: int,
-    out: Path,
-    quiet: bool,
+    job: _Job, answers: list[Any], image_token_id: int
 ) -> tuple[dict[str, list[PositionLogprobs]], dict[str, Any], list[str]]:
     """Every variant's scores of the reference answers; the engines' reports; notes."""
     from screenspot_eval.backends.vllm.engine import VllmEngine
     from screenspot_eval.backends.vllm.parity import score_with_engine
     from screenspot_eval.backends.vllm.switch import switch_embedder
 
-    answered = {a.sample_id: a for a in answers}
-    kept = [item for item in items if item.sample.id in answered]
-    base = engine_settings(config, options, budget)
+    answered, kept = job.answered(answers)
+    base = engine_settings(job.config, job.options, job.budget)
+    log = job.out / VLLM_LOG
     scored: dict[str, list[PositionLogprobs]] = {}
     reports: dict[str, Any] = {}
     notes = []
-    for group in engine_groups(options.variants):
+    for group in engine_groups(job.options.variants):
         settings = base.model_copy(update={"norm": group[0]})
-        say(quiet, f"{group[0]}: starting vLLM with {settings.model}; logs in {out / VLLM_LOG}")
-        with VllmEngine(
-            settings, log_file=out / VLLM_LOG, verbose=config.runtime.verbose
-        ) as engine:
+        job.say(f"{group[0]}: starting vLLM with {settings.model}; logs in {log}")
+        with VllmEngine(settings, log_file=log, verbose=job.config.runtime.verbose) as engine:
             for index, variant in enumerate(group):
                 if index:
                     switch_embedder(engine, variant)  # type: ignore[arg-type]
                 reports[variant] = engine.report.model_dump(mode="json")
-                say(quiet, f"{variant}: embedder verified; scoring {len(kept)} sample(s)")
-                pairs = (
-                    (answered[item.sample.id], image)
-                    for item, image in _images(kept, root, config.runtime.image_workers)
+                job.say(f"{variant}: embedder verified; scoring {len(kept)} sample(s)")
+                pairs = ((answered[item.sample.id], image) for item, image in job.images(kept))
+                scores = score_with_engine(
+                    engine,
+                    pairs,
+                    top_k=job.options.vllm_top_k,
+                    image_token_id=image_token_id,
+                    seed=settings.seed,
                 )
-                scores = list(
-                    score_with_engine(
-                        engine,
-                        pairs,
-                        top_k=options.vllm_top_k,
-                        image_token_id=image_token_id,
-                        seed=settings.seed,
-                    )
-                )
-                scored[variant] = _positions(answers, scores)
+                scored[variant] = _positions(answers, list(scores))
         if len(group) > 1:
             notes.append(
                 f"{' and '.join(group)}: one engine, the embedder switched in place "
                 "(caches reset, variant re-verified from inside the engine)"
             )
-    return {v: scored[v] for v in options.variants}, reports, notes
+    return {v: scored[v] for v in job.options.variants}, reports, notes
 
 
 def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False) -> ParityResult:
@@ -373,35 +347,19 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
         _Item(s, render_messages(template, instruction_for(s, language) or "")) for s in selected
     ]
     budget = image_budget(config.engine)
-    answers, skipped, image_token_id, switches = _reference_pass(
-        items, data.root, config, options, template, budget, quiet
-    )
+    job = _Job(config, options, template, budget, items, data.root, out, quiet)
+    answers, skipped, image_token_id, switches = _reference_pass(job)
     if not answers:
         raise UserError(f"no sample could be scored by the reference: {skipped}")
-    scored, reports, notes = _engine_passes(
-        answers, items, data.root, config, options, budget, image_token_id, out, quiet
-    )
+    scored, reports, notes = _engine_passes(job, answers, image_token_id)
     tolerance = tolerance_for(config, options)
-    first = build_report(scored, tolerance=tolerance)
     checks: list[SwitchCheck] = []
-    if options.check_switches and tolerance is not None and not first.within_tolerance:
-        # pre is HF's own formula: what moves it towards HF lies outside the embedder.
-        probe = "pre" if "pre" in scored else first.closest or options.variants[0]
-        checks = _switch_checks(
-            switches,
-            probe,
-            scored[probe],
-            answers,
-            items,
-            data.root,
-            config,
-            options,
-            template,
-            budget,
-            image_token_id,
-            out,
-            quiet,
-        )
+    if options.check_switches and tolerance is not None:
+        first = build_report(scored, tolerance=tolerance)
+        if not first.within_tolerance:
+            # pre is HF's own formula: what moves it towards HF lies outside the embedder.
+            probe = "pre" if "pre" in scored else first.closest or options.variants[0]
+            checks = _switch_checks(job, switches, probe, scored[probe], answers, image_token_id)
     files_hash = fingerprint_dataset(data.root, [i.sample for i in items])
     settings = {
         "model": config.engine.model,
