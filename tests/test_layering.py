@@ -50,10 +50,25 @@ def test_every_module_sits_in_a_layer() -> None:
 
 
 def test_every_module_outside_backends_vllm_is_forbidden_vllm_and_torch() -> None:
-    [forbidden] = [c for c in contracts() if c["type"] == "forbidden"]
+    [forbidden] = [c for c in contracts() if "torch" in c.get("forbidden_modules", [])]
     assert {"vllm", "torch", "transformers"} <= set(forbidden["forbidden_modules"])
     sources = forbidden["source_modules"]
     pure = [m for m in all_modules() if not covered(m, [VLLM_HOME])]
     exempt = {"screenspot_eval.__main__", "screenspot_eval.backends"}  # entry point, namespace
     missing = [m for m in pure if not covered(m, sources) and m not in exempt]
     assert missing == []
+
+
+def test_the_run_layer_never_imports_backends_vllm() -> None:
+    """run/ starts, shares, switches and scores engines through backends.engines only."""
+    [contract] = [c for c in contracts() if VLLM_HOME in c.get("forbidden_modules", [])]
+    assert contract["source_modules"] == ["screenspot_eval.run"]
+    run_modules = [m for m in all_modules() if covered(m, ["screenspot_eval.run"])]
+    for module in run_modules:
+        source = (
+            Path(screenspot_eval.__file__)
+            .parent.joinpath(*module.split(".")[1:])
+            .with_suffix(".py")
+        )
+        if source.is_file():
+            assert VLLM_HOME not in source.read_text(), module

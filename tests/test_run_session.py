@@ -541,3 +541,47 @@ def test_ctrl_c_while_writing_the_exports_is_recorded_and_resumable(
     assert factory.calls == 0
     assert manifest_of(out)["status"] == "complete"
     assert all(path.is_file() for path in result.exports.values())
+
+
+# --- fingerprints that survive new settings -------------------------------------------------
+
+
+def _rewrite_manifest(out: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_setting_added_since_the_run_started_resumes_at_its_default(
+    tmp_path, make_config, samples
+):
+    """A run recorded before `engine.enforce_eager` existed (absent from its manifest, with
+    the fingerprint of that time) resumes: the new field's default keeps its behaviour."""
+    from screenspot_eval.run.config import _hash
+
+    out = tmp_path / "out"
+    with pytest.raises(RunAbortedError):
+        run(make_config(), out, FakeBackend(samples, die_after=4))
+
+    def as_before_the_field(manifest: dict[str, Any]) -> None:
+        del manifest["outcome_settings"]["engine"]["enforce_eager"]
+        payload = {**manifest["outcome_settings"], "prompt_hash": manifest["prompt_hash"]}
+        manifest["config_fingerprint"] = _hash(payload)  # what the old scheme recorded
+
+    _rewrite_manifest(out, as_before_the_field)
+    result, factory = run(make_config(), out, FakeBackend(samples))
+    assert factory.calls == 1 and len(result.records) == N
+    with pytest.raises(RunRefusedError, match=r"engine\.enforce_eager: false -> true"):
+        run(make_config(**{"engine.enforce_eager": True}), out, None, restart=False)
+
+
+def test_the_fingerprint_ignores_fields_at_their_default(make_config):
+    from screenspot_eval.run.config import without_defaults
+
+    config = make_config()
+    settings = config.outcome_settings()
+    assert "enforce_eager" in settings["engine"]
+    assert "enforce_eager" not in without_defaults(settings)["engine"]
+    assert config.fingerprint("h") != config.fingerprint("other prompt")
+    assert make_config(**{"sampling.max_tokens": 64}).fingerprint("h") != config.fingerprint("h")

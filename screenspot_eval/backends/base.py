@@ -7,9 +7,10 @@ new provider is one class. Pure: no vLLM or torch import.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,23 +86,39 @@ class BackendError(BackendFailure, RuntimeError):
     """
 
 
-class Backend(Protocol):
-    """What the run loop needs from a model provider."""
+class Backend(ABC):
+    """What the run loop needs from a model provider: every capability it uses is declared
+    here, with the default a provider without it gets (as inspect's ``ModelAPI``), so none is
+    read through ``getattr`` and a renamed one fails loudly instead of switching a feature off.
 
-    @property
-    def report(self) -> EmbedderReport:
-        """The embedder the backend really runs, as its engine reports it."""
-        ...
+    A provider sets ``report`` (the embedder it really runs, as its engine reports it) and
+    implements :meth:`generate` and :meth:`close`.
+    """
 
-    @property
-    def provenance(self) -> EngineProvenance | None:
-        """What the engine resolved that can change outcomes (None: it cannot say)."""
-        ...
+    #: How the pipeline hands over screenshots: ``decoded`` pixels, or checked ``file`` s that
+    #: the backend sends itself (a server decodes them).
+    image_input: ClassVar[Literal["decoded", "file"]] = "decoded"
+    report: EmbedderReport
+    #: What the engine resolved that can change outcomes (None: it cannot say).
+    provenance: EngineProvenance | None = None
+    #: Seconds the engine sat idle waiting for the next input (0: not measured).
+    idle_s: float = 0.0
 
+    @abstractmethod
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
         """Yield one completion per request as they finish (any order), consuming lazily."""
-        ...
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the backend holds (engines, connections)."""
+
+    def image_preparation(self, budget: int, sizes: set[tuple[int, int]]) -> Any:
+        """A self-checked preparer that resizes decoded screenshots to the size the engine's
+        processor would (``prepare(image) -> (image, path)``), or None: send them as decoded."""
+        return None
+
+    def frontend_stats(self) -> dict[str, Any] | None:
+        """Where the front end's time went in the last pass (None: not measured)."""
+        return None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from screenspot_eval.backends.base import (
+    Backend,
     BackendError,
     Completion,
     GroundingRequest,
@@ -33,7 +34,7 @@ def prompt_text(request: GroundingRequest) -> str:
     )
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Answers each request with ``answer(request)``; records what it was asked.
 
     ``fail_ids`` get a failed completion (as after exhausted retries); after ``die_after``

@@ -7,13 +7,15 @@ without importing vLLM.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from screenspot_eval.errors import BackendFailure
 
 Variant = Literal["pre", "post", "native"]
+#: Every variant, in the order commands list them (the one place they are spelled out).
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 #: The placements our embedder can switch between in place (``native`` is upstream's class).
 SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 MeasuredPlacement = Literal["pre", "post", "unknown"]

@@ -70,13 +70,14 @@ def verify_embedder(
 
     Example: screenspot-eval verify-embedder --model models/tiny-gemma4
     """
+    from screenspot_eval.backends.variant import VARIANTS
     from screenspot_eval.backends.vllm.engine_args import llm_kwargs
 
     variants = norm or ["native", "pre", "post"]
-    bad = [v for v in variants if v not in ("pre", "post", "native")]
+    bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise typer.BadParameter(
-            f"unknown variant(s) {bad}; use pre, post or native", param_hint="--norm"
+            f"unknown variant(s) {bad}; use {', '.join(VARIANTS)}", param_hint="--norm"
         )
     base = given.resolve().engine
     if print_config:

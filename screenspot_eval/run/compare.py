@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from screenspot_eval.backends.engines import EngineRotation
 from screenspot_eval.backends.provenance import provenance_differences
-from screenspot_eval.backends.variant import SWITCHABLE, Variant
+from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS, Variant
 from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
 from screenspot_eval.report.pairing import pair_records
@@ -24,14 +25,14 @@ from screenspot_eval.report.repeats import (
     repeats_markdown,
     write_repeats_comparison,
 )
-from screenspot_eval.run.config import RunConfig, diff_settings
+from screenspot_eval.run.config import RunConfig, diff_settings, require_out
 from screenspot_eval.run.repeats import (
     Pass,
     borrowing,
+    engine_starter,
     repeat_dirs,
     run_passes,
     run_side,
-    shared_engine,
     side_passes,
 )
 from screenspot_eval.run.session import RunResult
@@ -42,7 +43,6 @@ from screenspot_eval.store.records import records_frame
 from screenspot_eval.store.run_dir import RunDir, RunDirError
 
 ENGINE_MODES: tuple[str, ...] = ("auto", "one", "two")
-VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 
 
 class OneEngineUnavailableError(BackendFailure, RuntimeError):
@@ -285,27 +285,23 @@ def _one_engine(
     log: Any,
     out: Path,
 ) -> tuple[list[RunResult], list[RunResult], str] | None:
-    from screenspot_eval.backends.vllm.switch import self_check, switch_embedder
-
-    with shared_engine(passes_a[0].config, out) as engine:
-        if a == b:
-            message = "one engine for both sides (no switch needed)"
-        else:
-            ok, message = self_check(engine, a, b)
-            log(message)
-            if not ok:
-                return None
-        factory = borrowing(engine)
-        results_a = run_passes(passes_a, backend_factory=factory, **kwargs)
-        if a != b:
-            switch_embedder(engine, b)
-        results_b = run_passes(passes_b, backend_factory=factory, **kwargs)
+    """Both sides from one engine (switched in place after its self-check); None when the
+    self-check fails (the caller then runs two engines)."""
+    rotation = EngineRotation(engine_starter(passes_a[0].config, out), (a, b), log=log)
+    try:
+        rotation.ready(a)
+        if a != b and not rotation.can_switch:
+            return None
+        results_a = run_passes(passes_a, backend_factory=borrowing(rotation.ready(a)), **kwargs)
+        results_b = run_passes(passes_b, backend_factory=borrowing(rotation.ready(b)), **kwargs)
+    finally:
+        rotation.close()
     if a == b:
-        return results_a, results_b, f"one engine: model loaded once; {message}"
+        return results_a, results_b, "one engine: model loaded once; one engine for both sides"
     return (
         results_a,
         results_b,
-        f"one engine: model loaded once, embedder switched in place; {message}",
+        f"one engine: model loaded once, embedder switched in place; {rotation.check_message}",
     )
 
 
@@ -325,8 +321,7 @@ def compare_variants(
             raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
     if how.engines not in ENGINE_MODES:
         raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {how.engines!r}")
-    if config.out is None:
-        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    require_out(config)
     if how.repeats < 1:
         raise UserError(f"--repeats must be at least 1, not {how.repeats}")
     out = Path(config.out)

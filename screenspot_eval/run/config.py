@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from screenspot_eval.backends.base import SamplingSettings
+from screenspot_eval.backends.engines import EngineSettings, llm_kwargs
 from screenspot_eval.backends.overrides import merge_nested
-from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
@@ -119,10 +119,65 @@ class RunConfig(BaseModel):
         }
 
     def fingerprint(self, prompt_hash: str) -> str:
-        """Stable hash of :meth:`outcome_settings` plus the prompt template's content hash."""
-        payload = {**self.outcome_settings(), "prompt_hash": prompt_hash}
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """Hash of :meth:`outcome_settings` without the fields at their defaults, plus the
+        prompt template's content hash: adding a setting with a default (which keeps today's
+        behaviour) leaves every existing run's fingerprint as it was."""
+        return _hash({**without_defaults(self.outcome_settings()), "prompt_hash": prompt_hash})
+
+    def legacy_fingerprint(self, prompt_hash: str) -> str:
+        """The fingerprint runs made before December 2026 recorded (every field hashed)."""
+        return _hash({**self.outcome_settings(), "prompt_hash": prompt_hash})
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def field_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field's default as it is written to JSON (fields without one are left out)."""
+    defaults = {}
+    for name, field in model.model_fields.items():
+        if not field.is_required():
+            value = field.get_default(call_default_factory=True)
+            defaults[name] = TypeAdapter(field.annotation).dump_python(value, mode="json")
+    return defaults
+
+
+def outcome_defaults() -> dict[str, dict[str, Any]]:
+    """The defaults of every outcome setting, section by section."""
+    sections = {
+        "engine": EngineSettings,
+        "data": DataSettings,
+        "prompt": PromptSettings,
+        "sampling": SamplingSettings,
+    }
+    return {name: field_defaults(model) for name, model in sections.items()}
+
+
+def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """Outcome settings with every field at its default left out."""
+    defaults = outcome_defaults()
+    return {
+        section: {
+            k: v
+            for k, v in values.items()
+            if k not in defaults.get(section, {}) or v != defaults[section][k]
+        }
+        for section, values in settings.items()
+    }
+
+
+def with_defaults(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Recorded outcome settings, with each field ``current`` has and they lack (a setting
+    added since the run started) at its default: what the run ran with."""
+    defaults = outcome_defaults()
+    filled = {section: dict(values) for section, values in recorded.items()}
+    for section, values in current.items():
+        for key in values:
+            if key not in filled.get(section, {}) and key in defaults.get(section, {}):
+                filled.setdefault(section, {})[key] = defaults[section][key]
+    return filled
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -234,3 +289,10 @@ def describe_config(config: RunConfig) -> dict[str, Any]:
         "prompt": prompt,
         "llm_kwargs": llm_kwargs(config.engine),
     }
+
+
+def require_out(config: RunConfig) -> Path:
+    """The results folder a command writes into; none given is a user error."""
+    if config.out is None:
+        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    return Path(config.out)

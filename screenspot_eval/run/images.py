@@ -89,7 +89,7 @@ def plan_images(
     """The loader for ``samples`` on ``backend``: files for a backend that sends files, else a
     decode plus, where the backend offers a self-checked preparer, the preparation."""
     known = dict(hashes or {})
-    if getattr(backend, "image_input", "decoded") == "file":
+    if backend.image_input == "file":
         stats = ImageStats(first_stage="inspect")
 
         def load_file(sample: Sample, root: Path, roots: tuple[Path, ...]) -> Any:
@@ -103,13 +103,12 @@ def plan_images(
 
     preparer = None
     note = ""
-    offer = getattr(backend, "image_preparation", None)
     if not prepare:
         note = "preparation off (--image-prep off): every image is sent as decoded"
-    elif budget is None or not callable(offer):
+    elif budget is not None:
+        preparer = backend.image_preparation(budget, {s.img_size for s in samples})
+    if prepare and preparer is None:
         note = "this backend offers no preparation: every image is sent as decoded"
-    else:
-        preparer = offer(budget, {s.img_size for s in samples})
     stats = ImageStats()
 
     def load_decoded(sample: Sample, root: Path, roots: tuple[Path, ...]) -> Any:

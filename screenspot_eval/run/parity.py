@@ -13,9 +13,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from screenspot_eval.backends.engines import (
+    EngineHandle,
+    EngineRotation,
+    EngineSettings,
+    llm_kwargs,
+    start_engine,
+)
+from screenspot_eval.backends.engines import (
+    open_reference as open_hf_reference,
+)
 from screenspot_eval.backends.overrides import merge_nested, nested
-from screenspot_eval.backends.variant import SWITCHABLE
-from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
+from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS, Variant
 from screenspot_eval.data.errors import ImageLoadError
 from screenspot_eval.data.fingerprint import fingerprint_dataset
 from screenspot_eval.data.images import iter_images
@@ -35,11 +44,11 @@ from screenspot_eval.report.parity import (
     summarise,
     write_parity,
 )
-from screenspot_eval.run.config import RunConfig, describe_config
+from screenspot_eval.run.config import RunConfig, describe_config, require_out
 from screenspot_eval.run.session import VLLM_LOG, image_budget, say
 from screenspot_eval.store.manifest import environment, utc_now
 
-DEFAULT_VARIANTS: tuple[str, ...] = ("pre", "post", "native")
+DEFAULT_VARIANTS: tuple[str, ...] = VARIANTS
 #: Config switches that change attention over image tokens (the 12B, 26B-A4B and 31B set the
 #: first to "vision"): a parity gap outside the embedder is checked against each.
 CHECKED_SWITCHES: tuple[str, ...] = ("text_config.use_bidirectional_attention",)
@@ -161,9 +170,7 @@ class _Job:
 
 def open_reference(config: RunConfig, options: ParityOptions, budget: int) -> Any:
     """HF transformers' model as the reference, with the run's image budget and overrides."""
-    from screenspot_eval.backends.vllm.parity import HfReference
-
-    return HfReference(
+    return open_hf_reference(
         config.engine.model,
         revision=config.engine.revision,
         device=options.reference_device,
@@ -287,48 +294,50 @@ def _positions(answers: list[Any], scores: list[Any]) -> list[PositionLogprobs]:
 def _engine_passes(
     job: _Job, answers: list[Any], image_token_id: int
 ) -> tuple[dict[str, list[PositionLogprobs]], dict[str, Any], list[str]]:
-    """Every variant's scores of the reference answers; the engines' reports; notes."""
-    from screenspot_eval.backends.vllm.engine import VllmEngine
-    from screenspot_eval.backends.vllm.parity import score_with_engine
-    from screenspot_eval.backends.vllm.switch import switch_embedder
+    """Every variant's scores of the reference answers; the engines' reports; notes.
 
+    The engines rotate as everywhere else (:class:`EngineRotation`): pre and post share one,
+    switched in place once its self-check has passed; native gets its own."""
     answered, kept = job.answered(answers)
     base = engine_settings(job.config, job.options, job.budget)
     log = job.out / VLLM_LOG
+    job.say(f"starting vLLM with {base.model}; logs in {log}")
+
+    def start(variant: Variant) -> EngineHandle:
+        settings = base.model_copy(update={"norm": variant})
+        return start_engine(settings, log_file=log, verbose=job.config.runtime.verbose)
+
+    order = [v for group in engine_groups(job.options.variants) for v in group]
+    engines = EngineRotation(start, order, log=job.say)  # type: ignore[arg-type]
     scored: dict[str, list[PositionLogprobs]] = {}
     reports: dict[str, Any] = {}
-    notes = []
-    for group in engine_groups(job.options.variants):
-        settings = base.model_copy(update={"norm": group[0]})
-        job.say(f"{group[0]}: starting vLLM with {settings.model}; logs in {log}")
-        with VllmEngine(settings, log_file=log, verbose=job.config.runtime.verbose) as engine:
-            for index, variant in enumerate(group):
-                if index:
-                    switch_embedder(engine, variant)  # type: ignore[arg-type]
-                reports[variant] = engine.report.model_dump(mode="json")
-                job.say(f"{variant}: embedder verified; scoring {len(kept)} sample(s)")
-                pairs = ((answered[item.sample.id], image) for item, image in job.images(kept))
-                scores = score_with_engine(
-                    engine,
-                    pairs,
-                    top_k=job.options.vllm_top_k,
-                    image_token_id=image_token_id,
-                    seed=settings.seed,
-                )
-                scored[variant] = _positions(answers, list(scores))
-        if len(group) > 1:
-            notes.append(
-                f"{' and '.join(group)}: one engine, the embedder switched in place "
-                "(caches reset, variant re-verified from inside the engine)"
+    try:
+        for variant in order:
+            engine = engines.ready(variant)  # type: ignore[arg-type]
+            reports[variant] = engine.report.model_dump(mode="json")
+            job.say(f"{variant}: embedder verified; scoring {len(kept)} sample(s)")
+            pairs = ((answered[item.sample.id], image) for item, image in job.images(kept))
+            scores = engine.score(
+                pairs, top_k=job.options.vllm_top_k, image_token_id=image_token_id, seed=base.seed
             )
+            scored[variant] = _positions(answers, list(scores))
+    finally:
+        engines.close()
+    notes = list(engines.notes)
+    switched = [v for v in order if v in SWITCHABLE]
+    if engines.can_switch and len(switched) > 1:
+        notes.append(
+            f"{' and '.join(switched)}: one engine, the embedder switched in place after its "
+            "self-check (caches reset, variant re-verified from inside the engine)"
+        )
+    notes.append(f"model loads: {engines.loads}")
     return {v: scored[v] for v in job.options.variants}, reports, notes
 
 
 def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False) -> ParityResult:
     """Score the reference's answers under every variant and write the parity outputs."""
     options.check()
-    if config.out is None:
-        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    require_out(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = utc_now()

@@ -26,8 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from screenspot_eval.errors import UserError
-from screenspot_eval.run.config import RunConfig
+from screenspot_eval.backends.base import Backend
+from screenspot_eval.backends.engines import EngineHandle, start_engine
+from screenspot_eval.backends.variant import Variant
+from screenspot_eval.run.config import RunConfig, require_out
 from screenspot_eval.run.session import VLLM_LOG, BackendFactory, RunResult, execute_run
 
 DEFAULT_MAX_NUM_SEQS = 16  # what the engine window assumes when max_num_seqs is not set
@@ -131,30 +133,36 @@ def side_passes(config: RunConfig, side_dir: Path, k: int, *, seed_offset: int =
     return [Pass(repeat_config(config, p, repeat_dir(side_dir, p)), p) for p in plans]
 
 
-@contextmanager
-def shared_engine(config: RunConfig, log_dir: Path) -> Iterator[Any]:
-    """One in-process engine for several passes (closed at the end); its logs in ``log_dir``."""
-    from screenspot_eval.backends.vllm.engine import VllmEngine
+def engine_starter(config: RunConfig, log_dir: Path) -> Callable[[Variant], EngineHandle]:
+    """Starts an in-process engine for ``config`` running a given variant, logs in ``log_dir``."""
 
-    engine = VllmEngine(
-        config.engine,
-        window=config.runtime.window,
-        log_file=log_dir / VLLM_LOG,
-        verbose=config.runtime.verbose,
-    )
+    def start(variant: Variant) -> EngineHandle:
+        settings = config.engine.model_copy(update={"norm": variant})
+        return start_engine(
+            settings,
+            window=config.runtime.window,
+            log_file=log_dir / VLLM_LOG,
+            verbose=config.runtime.verbose,
+        )
+
+    return start
+
+
+@contextmanager
+def shared_engine(config: RunConfig, log_dir: Path) -> Iterator[EngineHandle]:
+    """One in-process engine for several passes (closed at the end); its logs in ``log_dir``."""
+    engine = engine_starter(config, log_dir)(config.engine.norm)
     try:
         yield engine
     finally:
         engine.close()
 
 
-def borrowing(engine: Any) -> BackendFactory:
+def borrowing(engine: EngineHandle) -> BackendFactory:
     """A backend factory that hands each pass the shared ``engine`` with the pass's settings."""
-    from screenspot_eval.backends.vllm.switch import BorrowedEngine
 
-    def factory(config: RunConfig) -> Any:
-        return BorrowedEngine(
-            engine,
+    def factory(config: RunConfig) -> Backend:
+        return engine.borrow(
             window=config.runtime.window,
             reset_prefix_cache=config.runtime.reset_prefix_cache,
         )
@@ -173,20 +181,12 @@ def run_passes(
     ]
 
 
-def run_side(
-    passes: list[Pass],
-    log_dir: Path,
-    *,
-    on_engine: Callable[[Any], None] | None = None,
-    **kwargs: Any,
-) -> list[RunResult]:
-    """All passes of one side; in-process passes share one engine (``on_engine`` sees it first)."""
+def run_side(passes: list[Pass], log_dir: Path, **kwargs: Any) -> list[RunResult]:
+    """All passes of one side; in-process passes share one engine."""
     config = passes[0].config
-    if config.runtime.endpoints or (len(passes) == 1 and on_engine is None):
+    if config.runtime.endpoints or len(passes) == 1:
         return run_passes(passes, **kwargs)
     with shared_engine(config, log_dir) as engine:
-        if on_engine is not None:
-            on_engine(engine)
         return run_passes(passes, backend_factory=borrowing(engine), **kwargs)
 
 
@@ -234,6 +234,5 @@ def evaluate(
     kwargs = {"restart": restart, "quiet": quiet, "resume_command": resume_command}
     if repeats == 1:
         return evaluate_once(config, **kwargs)
-    if config.out is None:
-        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    require_out(config)
     return run_repeats(config, repeats, **kwargs)

@@ -24,9 +24,9 @@ from typing import Any
 from tqdm import tqdm
 
 from screenspot_eval.backends.base import Backend, BackendError
+from screenspot_eval.backends.engines import EngineSettings, start_engine
 from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
 from screenspot_eval.backends.variant import VariantMismatchError, check_variant
-from screenspot_eval.backends.vllm.engine_args import EngineSettings
 from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import select_samples
@@ -34,7 +34,7 @@ from screenspot_eval.data.validate import LoadedDataset, open_dataset
 from screenspot_eval.errors import RunAborted, UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
-from screenspot_eval.run.config import RunConfig, diff_settings
+from screenspot_eval.run.config import RunConfig, diff_settings, require_out, with_defaults
 from screenspot_eval.run.guard import FailureGuard
 from screenspot_eval.run.images import plan_images
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
@@ -89,9 +89,7 @@ def default_backend(config: RunConfig) -> Backend:
                 image_transfer=runtime.image_transfer,
             )
         )
-    from screenspot_eval.backends.vllm.engine import VllmEngine
-
-    return VllmEngine(
+    return start_engine(
         config.engine,
         window=config.runtime.window,
         log_file=Path(config.out) / VLLM_LOG if config.out else None,
@@ -162,11 +160,18 @@ def _dataset_entry(data: LoadedDataset, files: dict[str, str]) -> DatasetEntry:
 def check_resumable(
     old: Manifest, config: RunConfig, template: PromptTemplate, files: dict[str, str]
 ) -> None:
-    """Refuse to mix configurations or inputs in one folder; say exactly what differs."""
-    if old.config_fingerprint != config.fingerprint(template.content_hash):
-        new = {**config.outcome_settings(), "prompt_hash": template.content_hash}
-        before = {**old.outcome_settings, "prompt_hash": old.prompt_hash}
-        lines = "\n  ".join(diff_settings(before, new)) or "(fingerprint only)"
+    """Refuse to mix configurations or inputs in one folder; say exactly what differs.
+
+    A setting added since the run started (absent from its manifest) counts as its default,
+    which keeps the behaviour the run had: such a run resumes."""
+    known = {config.fingerprint(template.content_hash)}
+    known.add(config.legacy_fingerprint(template.content_hash))
+    new = {**config.outcome_settings(), "prompt_hash": template.content_hash}
+    recorded = with_defaults(old.outcome_settings, config.outcome_settings())
+    before = {**recorded, "prompt_hash": old.prompt_hash}
+    differences = diff_settings(before, new)
+    if old.config_fingerprint not in known and (differences or not old.outcome_settings):
+        lines = "\n  ".join(differences) or "(fingerprint only)"
         raise RunRefusedError(
             "this folder holds a run with a different configuration:\n  "
             f"{lines}\nuse --restart to start it over, or choose another --out"
@@ -358,7 +363,7 @@ def _run_backend(
                     f"embedder check failed, nothing was evaluated: {exc}"
                 ) from exc
             say(quiet, f"{config.engine.norm}: embedder verified: {report.effective_variant}")
-            provenance = getattr(backend, "provenance", None)
+            provenance = backend.provenance
             check_batch_invariance(config.engine.batch_invariant, provenance)
             if session.resumed_from:
                 check_same_engine(manifest.engine_provenance, provenance)
@@ -411,12 +416,11 @@ def _run_backend(
             )
             seconds = time.perf_counter() - eval_start
             session.images = images.to_record()
-            if callable(getattr(backend, "frontend_stats", None)):
-                session.frontend = backend.frontend_stats()
+            session.frontend = backend.frontend_stats()
             session.samples = done
             session.eval_s = round(seconds, 3)
             session.samples_per_s = round(done / seconds, 3) if seconds > 0 else None
-            session.engine_idle_s = round(getattr(backend, "idle_s", 0.0), 3)
+            session.engine_idle_s = round(backend.idle_s, 3)
     except (BackendError, KeyboardInterrupt) as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"backend failed: {exc}"
         _record_stop(run, manifest, session, todo, done, "interrupted", reason)
@@ -476,8 +480,7 @@ def evaluate(
     resume_command: str | None = None,
 ) -> RunResult:
     """``screenspot-eval run``: evaluate ``config`` into its results folder (``config.out``)."""
-    if config.out is None:
-        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    require_out(config)
     return execute_run(
         config, Path(config.out), restart=restart, quiet=quiet, resume_command=resume_command
     )

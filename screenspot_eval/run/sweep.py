@@ -16,21 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from screenspot_eval.backends.variant import SWITCHABLE
+from screenspot_eval.backends.engines import IMAGE_BUDGETS, EngineRotation
+from screenspot_eval.backends.variant import VARIANTS
 from screenspot_eval.errors import UserError
-from screenspot_eval.run.config import RunConfig
-from screenspot_eval.run.repeats import Pass, borrowing, run_passes, side_passes
-from screenspot_eval.run.session import VLLM_LOG, BackendFactory
+from screenspot_eval.run.config import RunConfig, require_out
+from screenspot_eval.run.repeats import Pass, borrowing, engine_starter, run_passes, side_passes
+from screenspot_eval.run.session import BackendFactory
 from screenspot_eval.stats.paired import DEFAULT_N_RESAMPLES, DEFAULT_SEED
 from screenspot_eval.store.run_dir import RunDir
-
-VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 
 
 def check_budgets(budgets: list[int]) -> tuple[int, ...]:
     """The budgets, sorted; any the Gemma 4 processor cannot take is refused up front."""
-    from screenspot_eval.backends.vllm.engine_args import IMAGE_BUDGETS
-
     bad = [b for b in budgets if b not in IMAGE_BUDGETS]
     if bad or not budgets:
         allowed = ", ".join(str(b) for b in IMAGE_BUDGETS)
@@ -59,64 +56,20 @@ def finished(p: Pass) -> bool:
     return manifest is not None and manifest.status == "complete" and manifest.counts.missing == 0
 
 
-class SweepEngines:
-    """Starts an engine only when a cell needs one; switches pre <-> post in place after a
-    self-check, and starts a fresh engine where it cannot switch (native, failed check)."""
+def sweep_engines(config: RunConfig, budget: int, variants: tuple[str, ...], log: Any):
+    """The sweep's engines: started at the largest ``budget`` (vLLM applies a smaller one per
+    request), pre <-> post switched in place after a self-check, a fresh one where not."""
+    cfg = cell_config(config, budget, variants[0])
+    return EngineRotation(engine_starter(cfg, Path(str(cfg.out))), variants, log=log)  # type: ignore[arg-type]
 
-    def __init__(self, config: RunConfig, budget: int, variants: tuple[str, ...], log: Any):
-        self.config = cell_config(config, budget, variants[0])
-        self.variants = variants
-        self.log = log
-        self.engine: Any = None
-        self.variant: str | None = None
-        self.can_switch = False
-        self.loads = 0
-        self.notes: list[str] = []
 
-    def factory(self, variant: str) -> BackendFactory:
-        def make(cfg: RunConfig) -> Any:
-            return borrowing(self.ready(variant))(cfg)
+def factory_for(engines: EngineRotation, variant: str) -> BackendFactory:
+    """The backend factory of one cell: the rotation's engine, made ready for ``variant``."""
 
-        return make
+    def make(cfg: RunConfig) -> Any:
+        return borrowing(engines.ready(variant))(cfg)  # type: ignore[arg-type]
 
-    def ready(self, variant: str) -> Any:
-        from screenspot_eval.backends.vllm.switch import switch_embedder
-
-        if self.engine is not None and variant != self.variant:
-            if self.can_switch and {variant, self.variant} <= SWITCHABLE:
-                switch_embedder(self.engine, variant)  # type: ignore[arg-type]
-            else:
-                self.close()
-        if self.engine is None:
-            self._start(variant)
-        self.variant = variant
-        return self.engine
-
-    def _start(self, variant: str) -> None:
-        from screenspot_eval.backends.vllm.engine import VllmEngine
-        from screenspot_eval.backends.vllm.switch import self_check
-
-        cfg = self.config
-        engine_settings = cfg.engine.model_copy(update={"norm": variant})
-        self.engine = VllmEngine(
-            engine_settings,
-            window=cfg.runtime.window,
-            log_file=Path(str(cfg.out)) / VLLM_LOG,
-            verbose=cfg.runtime.verbose,
-        )
-        self.loads += 1
-        others = [v for v in self.variants if v != variant and v in SWITCHABLE]
-        if variant in SWITCHABLE and others:
-            ok, message = self_check(self.engine, variant, others[0])  # type: ignore[arg-type]
-            self.log(message)
-            self.can_switch = ok
-            if not ok:
-                self.notes.append("in-place switch self-check failed: one engine per variant")
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        self.engine = None
+    return make
 
 
 @dataclass
@@ -146,8 +99,7 @@ def run_sweep(
     from screenspot_eval.report.sweep import write_sweep
 
     budgets_t, variants_t = check_budgets(budgets), check_variants(variants)
-    if config.out is None:
-        raise UserError("no results folder: pass --out results/NAME or set out in the config")
+    require_out(config)
     if config.runtime.endpoints:
         raise UserError("sweep runs the in-process engine (the budget is applied per request)")
     if repeats < 1:
@@ -159,7 +111,7 @@ def run_sweep(
             cfg = cell_config(config, budget, variant)
             cfg = cfg.model_copy(update={"out": str(cell_dir(out, budget, variant))})
             cells[(budget, variant)] = side_passes(cfg, cell_dir(out, budget, variant), repeats)
-    engines = SweepEngines(
+    engines = sweep_engines(
         config.model_copy(update={"out": str(out)}), max(budgets_t), variants_t, log
     )
     kwargs = {"restart": restart, "quiet": quiet, "resume_command": resume_command}
@@ -169,7 +121,7 @@ def run_sweep(
             todo = passes if restart else [p for p in passes if not finished(p)]
             skipped += len(passes) - len(todo)
             if todo:
-                run_passes(todo, backend_factory=engines.factory(variant), **kwargs)
+                run_passes(todo, backend_factory=factory_for(engines, variant), **kwargs)
     finally:
         engines.close()
     notes = [*engines.notes, f"model loads: {engines.loads}; cells already finished: {skipped}"]

@@ -20,12 +20,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from screenspot_eval.backends.base import (
+    Backend,
     BackendError,
     Completion,
     GroundingRequest,
@@ -102,10 +103,12 @@ class HttpSettings(BaseModel):
         return roots
 
 
-class HttpBackend:
+class HttpBackend(Backend):
     """The :class:`~screenspot_eval.backends.base.Backend` for running vLLM servers."""
 
-    image_input = "file"  # the pipeline hands over checked files; the server decodes them
+    image_input: ClassVar[Literal["decoded", "file"]] = (
+        "file"  # the pipeline hands over checked files; the server decodes them
+    )
 
     def __init__(self, settings: HttpSettings):
         self.settings = settings

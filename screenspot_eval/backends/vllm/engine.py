@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from screenspot_eval.backends.base import (
+    Backend,
     BackendError,
     Completion,
     GroundingRequest,
@@ -95,7 +96,7 @@ def _scheduler_max_num_seqs(llm: Any) -> int:
     return value if isinstance(value, int) and value > 0 else 16
 
 
-class VllmEngine:
+class VllmEngine(Backend):
     """One ``vllm.LLM`` for a whole run, with its embedder verified before any sample runs."""
 
     def __init__(
@@ -322,6 +323,34 @@ class VllmEngine:
             )
         top = outputs[0].outputs[0].logprobs[0]
         return {int(token): float(lp.logprob) for token, lp in top.items()}
+
+    # --- the EngineHandle contract (backends.engines): what several passes share ----------
+
+    def switch(self, variant: Any) -> EmbedderReport:
+        """Switch the embedder in place (pre <-> post), reset the caches, re-prove it."""
+        from screenspot_eval.backends.vllm.switch import switch_embedder
+
+        return switch_embedder(self, variant)
+
+    def self_check(self, a: Any, b: Any) -> tuple[bool, str]:
+        """Prove on a probe image that switching changes what the model computes."""
+        from screenspot_eval.backends.vllm.switch import self_check
+
+        return self_check(self, a, b)
+
+    def borrow(self, *, window: int | None = None, reset_prefix_cache: bool = False) -> Backend:
+        """A backend view for one pass; closing it leaves this engine running."""
+        from screenspot_eval.backends.vllm.switch import BorrowedEngine
+
+        return BorrowedEngine(self, window=window, reset_prefix_cache=reset_prefix_cache)
+
+    def score(
+        self, items: Iterable[tuple[Any, Any]], *, top_k: int, image_token_id: int, seed: int
+    ) -> Iterator[Any]:
+        """Teacher-forced logprobs of reference answers (``parity``)."""
+        from screenspot_eval.backends.vllm.parity import score_with_engine
+
+        return score_with_engine(self, items, top_k=top_k, image_token_id=image_token_id, seed=seed)
 
     def close(self) -> None:
         """Shut the engine core and workers down and release their memory."""

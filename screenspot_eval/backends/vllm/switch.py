@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
-from screenspot_eval.backends.base import Completion, GroundingRequest, SamplingSettings
+from screenspot_eval.backends.base import Backend, Completion, GroundingRequest, SamplingSettings
 from screenspot_eval.backends.provenance import EngineProvenance
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
@@ -72,7 +72,7 @@ def _max_difference(x: dict[int, float], y: dict[int, float]) -> float:
     return max(abs(x[k] - y[k]) for k in x)
 
 
-class BorrowedEngine:
+class BorrowedEngine(Backend):
     """A backend view of a shared engine: ``close`` leaves the engine running for the next run.
 
     One pass may bound the requests in flight (``window``: the running batch can never exceed

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from screenspot_eval.backends.variant import Variant
+from screenspot_eval.backends.variant import VARIANTS, Variant
 from screenspot_eval.backends.vllm.engine_args import HF_CONFIG_KEY
 
-VARIANTS: tuple[str, ...] = ("pre", "post", "native")
 #: vLLM architecture name -> (upstream module, our subclass). Every Gemma 4 architecture that runs
 #: ``Gemma4MultimodalEmbedder`` is covered: the tower-based family (E2B, E4B, 26B-A4B, 31B) and
 #: the encoder-free 12B (``gemma4_unified``, which imports the embedder class by name, so only
