@@ -33,10 +33,12 @@ def main() -> None:
     parser.add_argument("--max-width", type=int, default=3840)
     parser.add_argument("--max-num-seqs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = common.parse_args(
+        parser, n=common.SMOKE_SAMPLES, max_width=common.SMOKE_MAX_WIDTH, repeats=1
+    )
     env = common.set_env_defaults()
     started = time.perf_counter()
-    work = common.OUT / NAME
+    work = common.out_dir() / NAME
     model = common.ensure_tiny_model()
     data, synth = common.ensure_release(
         f"mixed{args.n}-w{args.max_width}", args.n, max_width=args.max_width, target_scale=4.0
@@ -46,7 +48,7 @@ def main() -> None:
         out = work / mode
         command = [
             common.CLI, "compare", "--model", str(model), "--a", "post", "--b", "pre",
-            "--engines", mode, "--data", str(data), "--out", str(out), *common.ENGINE_ARGS,
+            "--engines", mode, "--data", str(data), "--out", str(out), *common.engine_args(),
             "--max-num-seqs", str(args.max_num_seqs), *common.DECODING_ARGS, "--restart",
         ]  # fmt: skip
         result = common.timed_process(command, log=work / f"{mode}-{trial}.log")
@@ -79,7 +81,7 @@ def main() -> None:
         "env": env,
         "command": f".venv/bin/python bench/ab_one_vs_two_engines.py --n {args.n} "
         f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats}",
-        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "data": {"root": common.rel(data), **synth},
         "settings": {
             "max_num_seqs": args.max_num_seqs,
             "dtype": "float32",

@@ -4,12 +4,21 @@ Not a benchmark itself. Every script that imports this sets the CPU defaults bel
 reuses) the tiny model and synthetic releases under ``bench/out/`` and writes its figures to
 ``bench/out/<name>.json``.
 
+Smoke mode (CI), the same for every script (:func:`parse_args`): ``--smoke`` or
+``SCREENSPOT_BENCH_SMOKE=1`` sets the script's sizes to tiny ones, whatever the command line
+says (a few samples, screenshots at most 640 px wide, one repeat), starts every
+engine and server eager (``--enforce-eager``: no torch.compile), marks the figures
+``"smoke": true`` and writes everything (model, data, runs, figures) to ``bench/out/smoke/``, or
+to ``SCREENSPOT_BENCH_OUT`` when set (that variable moves the output of any run). Smoke figures
+are computed exactly like full ones; at that size their values mean nothing.
+
 Machines are shared: a measurement records the load average and the CPU time that processes
 outside its own process tree used while it ran (``foreign_cpu_s``), so a disturbed figure shows.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -26,8 +35,8 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Where figures, runs, the model and data go by default (see :func:`out_dir`).
 OUT = ROOT / "bench" / "out"
-DATA = OUT / "data"
 CLI = str(Path(sys.executable).parent / "screenspot-eval")
 
 ENV_DEFAULTS = {
@@ -41,6 +50,67 @@ ENGINE_ARGS = ["--dtype", "float32", "--max-model-len", "2048"]
 DECODING_ARGS = ["--structured", "--max-tokens", "48", "--quiet"]
 #: Share of the wall time that other processes may use before a figure counts as disturbed.
 DISTURBED_SHARE = 0.10
+
+#: Smoke mode: set to 1 by ``--smoke`` (and inherited by every child process), or by CI.
+SMOKE_ENV = "SCREENSPOT_BENCH_SMOKE"
+#: Output folder for everything a script writes (default: :data:`OUT`, smoke: ``OUT/smoke``).
+OUT_ENV = "SCREENSPOT_BENCH_OUT"
+#: The sizes smoke defaults use: samples of a run and the screenshots' width.
+SMOKE_SAMPLES = 4
+SMOKE_MAX_WIDTH = 640
+
+
+def smoke() -> bool:
+    """Whether this process runs at smoke size (``--smoke`` or ``SCREENSPOT_BENCH_SMOKE=1``)."""
+    return os.environ.get(SMOKE_ENV, "").strip() not in ("", "0")
+
+
+def parse_args(parser: argparse.ArgumentParser, **smoke_sizes: Any) -> argparse.Namespace:
+    """Parse a script's arguments, with the shared ``--smoke`` flag.
+
+    In smoke mode ``smoke_sizes`` replace the script's size arguments, given or not (so a
+    documented command such as ``--repeats 3`` runs once), and ``SCREENSPOT_BENCH_SMOKE=1`` is
+    exported, so the script's child processes agree.
+    """
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"CI size: a few samples, small screenshots, one repeat, eager engines, output to "
+        f"${OUT_ENV} or bench/out/smoke (also: {SMOKE_ENV}=1)",
+    )
+    args = parser.parse_args()
+    if args.smoke or smoke():
+        os.environ[SMOKE_ENV] = "1"
+        for key, value in smoke_sizes.items():
+            setattr(args, key, value)
+    return args
+
+
+def out_dir() -> Path:
+    """Where this run writes: ``SCREENSPOT_BENCH_OUT``, else ``bench/out`` (``bench/out/smoke``
+    in smoke mode, so a smoke run never overwrites full-size figures)."""
+    custom = os.environ.get(OUT_ENV, "").strip()
+    if custom:
+        return Path(custom).resolve()
+    return OUT / "smoke" if smoke() else OUT
+
+
+def engine_args() -> list[str]:
+    """:data:`ENGINE_ARGS`, plus ``--enforce-eager`` in smoke mode."""
+    return [*ENGINE_ARGS, "--enforce-eager"] if smoke() else list(ENGINE_ARGS)
+
+
+def llm_kwargs() -> dict[str, Any]:
+    """Extra ``vllm.LLM`` arguments of a script that builds its own engine (smoke: eager)."""
+    return {"enforce_eager": True} if smoke() else {}
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as recorded in figures)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def set_env_defaults() -> dict[str, str]:
@@ -82,7 +152,7 @@ def machine() -> dict[str, Any]:
 
 def ensure_tiny_model() -> Path:
     """The tiny random Gemma 4 (deterministic for its seed), built once into bench/out."""
-    path = OUT / "tiny-gemma4"
+    path = out_dir() / "tiny-gemma4"
     if not (path / "config.json").is_file():
         subprocess.run([CLI, "tiny-model", str(path)], check=True, capture_output=True)
     return path
@@ -92,7 +162,7 @@ def ensure_release(name: str, n: int, **synth: Any) -> tuple[Path, dict[str, Any
     """A synthetic release in ``bench/out/data/<name>``, reused when its parameters match."""
     from screenspot_eval.data.synth import synthesize_release
 
-    root = DATA / name
+    root = out_dir() / "data" / name
     params = {"n": n, "seed": 0, **synth}
     stamp = root / "bench-synth.json"
     if stamp.is_file():
@@ -283,7 +353,7 @@ def timed_process(
         **figures,
         "loadavg_1min_before": round(load, 2),
         "other_engines_at_start": others,
-        "log": str(log.relative_to(ROOT)),
+        "log": rel(log),
     }
 
 
@@ -315,8 +385,12 @@ def _read_manifest(run_dir: Path) -> Any:
 
 
 def write_figures(name: str, figures: dict[str, Any]) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
+    """Write ``<out_dir>/<name>.json``; smoke figures say ``"smoke": true`` first."""
+    if smoke():
+        figures = {"smoke": True, **figures}
+    out = out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     path.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     return path
 

@@ -94,9 +94,7 @@ def measure_cpu(per_resolution: int, threads: int) -> dict[str, Any]:
     from transformers import AutoProcessor
 
     torch.set_num_threads(threads)
-    root, _ = common.ensure_release(
-        f"official{SAMPLES}-full", SAMPLES, like_official=True, target_scale=4.0
-    )
+    root = release()
     by_size: dict[str, list[Path]] = {}
     for path in sorted((root / "annotations").glob("*.json")):
         for record in json.loads(path.read_text()):
@@ -142,6 +140,27 @@ def measure_cpu(per_resolution: int, threads: int) -> dict[str, Any]:
 #: pixel hash); ``prepared+uuid``: the harness now (resized in the decode pool, uuid).
 PATHS = ("original", "original+uuid", "prepared+uuid")
 FRONTEND_SIZES = ((3840, 2160), (6016, 3384))
+#: Smoke mode: two small sizes instead (the projection reads the first as it reads 4K).
+SMOKE_FRONTEND_SIZES = ((640, 360), (960, 540))
+
+
+def frontend_sizes() -> tuple[tuple[int, int], ...]:
+    return SMOKE_FRONTEND_SIZES if common.smoke() else FRONTEND_SIZES
+
+
+def release() -> Path:
+    """The 1581-sample release ``memory_bound.py`` builds; smoke: 12 small screenshots, one
+    sample each, of the smoke front-end sizes."""
+    if common.smoke():
+        sizes = [list(size) for size in SMOKE_FRONTEND_SIZES]
+        root, _ = common.ensure_release(
+            "frontend-smoke", 12, resolutions=sizes, max_per_screenshot=1, target_scale=4.0
+        )
+        return root
+    root, _ = common.ensure_release(
+        f"official{SAMPLES}-full", SAMPLES, like_official=True, target_scale=4.0
+    )
+    return root
 
 
 def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]:
@@ -165,15 +184,14 @@ def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]
 
     from screenspot_eval.backends.vllm.prepare import PREPARED, ImagePreparer, image_processor
 
-    root, _ = common.ensure_release(
-        f"official{SAMPLES}-full", SAMPLES, like_official=True, target_scale=4.0
-    )
+    root = release()
+    sizes = frontend_sizes()
     by_size: dict[tuple[int, int], list[Path]] = {}
     for path in sorted((root / "annotations").glob("*.json")):
         for record in json.loads(path.read_text()):
             image = root / "images" / record["img_filename"]
             size = tuple(record["img_size"])
-            if size in FRONTEND_SIZES and image not in by_size.setdefault(size, []):
+            if size in sizes and image not in by_size.setdefault(size, []):
                 by_size[size].append(image)
     llm = LLM(
         model=str(common.ensure_tiny_model()),
@@ -184,6 +202,7 @@ def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]
         limit_mm_per_prompt={"image": 1, "audio": 0},
         mm_processor_cache_gb=0,  # distinct images: nothing to hit; no cache bookkeeping
         enable_mm_processor_stats=True,
+        **common.llm_kwargs(),
     )
     registry = llm.renderer._mm_timing_registry
     params = SamplingParams(max_tokens=1, temperature=0.0)
@@ -191,7 +210,7 @@ def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]
     serial = 0
     try:
         llm.sleep(level=0)
-        for size in FRONTEND_SIZES:
+        for size in sizes:
             paths = by_size.get(size, [])
             if len(paths) < count + 1:
                 raise RuntimeError(f"need {count + 1} distinct {size} screenshots")
@@ -255,7 +274,7 @@ def measure_frontend(count: int, engine_core: str = "process") -> dict[str, Any]
     finally:
         llm.llm_engine.engine_core.shutdown()
     for cell in result["cells"]:
-        if cell["size"] == "3840x2160":
+        if cell["size"] == "{}x{}".format(*sizes[0]):
             result[f"enqueue_ms_{cell['soft_tokens']}_{cell['path']}"] = cell["enqueue_ms"]
             result[f"prepare_ms_{cell['soft_tokens']}_{cell['path']}"] = cell["prepare_ms"]
     return result
@@ -384,7 +403,7 @@ def main() -> None:
     parser.add_argument("--frontend-requests", type=int, default=8)
     parser.add_argument("--engine-core", choices=("process", "inline"), default="process")
     parser.add_argument("--frontend-only", action="store_true", help="skip the CPU terms")
-    args = parser.parse_args()
+    args = common.parse_args(parser, per_resolution=1, frontend_requests=1)
     env = common.set_env_defaults()
     started = time.perf_counter()
     if args.frontend_only:

@@ -187,14 +187,16 @@ def main() -> None:
         help="where the bare script's engine core runs (same: where the harness's ran)",
     )
     parser.add_argument("--bare", nargs=3, metavar=("CONFIG", "RESULT", "ENGINE_CORE"))
-    args = parser.parse_args()
+    args = common.parse_args(
+        parser, n=common.SMOKE_SAMPLES, max_width=common.SMOKE_MAX_WIDTH, repeats=1
+    )
     env = common.set_env_defaults()
     if args.bare:
         bare(Path(args.bare[0]), Path(args.bare[1]), args.bare[2])
         return
 
     started = time.perf_counter()
-    work = common.OUT / NAME
+    work = common.out_dir() / NAME
     model = common.ensure_tiny_model()
     data, synth = common.ensure_release(
         f"mixed{args.n}-w{args.max_width}", args.n, max_width=args.max_width, target_scale=4.0
@@ -202,7 +204,7 @@ def main() -> None:
     run_dir = work / "run"
     run_cmd = [
         common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
-        "--out", str(run_dir), *common.ENGINE_ARGS, "--max-num-seqs", str(args.max_num_seqs),
+        "--out", str(run_dir), *common.engine_args(), "--max-num-seqs", str(args.max_num_seqs),
         *common.DECODING_ARGS, "--restart", "--engine-arg", "enable_mm_processor_stats=true",
         "--engine-core", args.engine_core,
     ]  # fmt: skip
@@ -274,7 +276,7 @@ def main() -> None:
         "command": f".venv/bin/python bench/{Path(__file__).name} --n {args.n} "
         f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats} "
         f"--engine-core {args.engine_core} --bare-engine-core {args.bare_engine_core}",
-        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "data": {"root": common.rel(data), **synth},
         "settings": {
             "harness_engine_core": harness_core,
             "bare_engine_core": bare_core,

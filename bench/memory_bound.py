@@ -53,11 +53,16 @@ def main() -> None:
     parser.add_argument("--max-num-seqs", type=int, default=8)
     parser.add_argument("--engine-arg", action="append", default=[])
     parser.add_argument("--tag", default=None)
-    args = parser.parse_args()
+    args = common.parse_args(
+        parser,
+        n=2 * common.SMOKE_SAMPLES,
+        small=common.SMOKE_SAMPLES,
+        max_width=common.SMOKE_MAX_WIDTH,
+    )
     env = common.set_env_defaults()
     started = time.perf_counter()
     name = f"{NAME}-{args.tag}" if args.tag else NAME
-    work = common.OUT / name
+    work = common.out_dir() / name
     model = common.ensure_tiny_model()
     width = f"w{args.max_width}" if args.max_width else "full"
     synth_kwargs: dict[str, Any] = {"like_official": True, "target_scale": 4.0}
@@ -67,7 +72,7 @@ def main() -> None:
     extra = [a for arg in args.engine_arg for a in ("--engine-arg", arg)]
     base = [
         common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
-        *common.ENGINE_ARGS, "--max-num-seqs", str(args.max_num_seqs), *extra,
+        *common.engine_args(), "--max-num-seqs", str(args.max_num_seqs), *extra,
         *common.DECODING_ARGS, "--restart",
     ]  # fmt: skip
 
@@ -93,7 +98,7 @@ def main() -> None:
         + (f" --max-width {args.max_width}" if args.max_width else "")
         + "".join(f" --engine-arg {a}" for a in args.engine_arg)
         + (f" --tag {args.tag}" if args.tag else ""),
-        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "data": {"root": common.rel(data), **synth},
         "settings": {
             "max_num_seqs": args.max_num_seqs,
             "dtype": "float32",

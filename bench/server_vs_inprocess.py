@@ -123,11 +123,13 @@ def main() -> None:
         default="auto",
         help="the in-process side's --engine-core (auto: inline on the CPU build)",
     )
-    args = parser.parse_args()
+    args = common.parse_args(
+        parser, n=common.SMOKE_SAMPLES, max_width=common.SMOKE_MAX_WIDTH, repeats=1
+    )
     transfers = [t for t in args.transfers.split(",") if t]
     env = common.set_env_defaults()
     started = time.perf_counter()
-    work = common.OUT / NAME
+    work = common.out_dir() / NAME
     work.mkdir(parents=True, exist_ok=True)
     model = common.ensure_tiny_model()
     data, synth = common.ensure_release(
@@ -136,13 +138,13 @@ def main() -> None:
     seqs = ["--max-num-seqs", str(args.max_num_seqs)]
     base = [
         common.CLI, "run", "--model", str(model), "--norm", "pre", "--data", str(data),
-        *common.ENGINE_ARGS, *seqs, *common.DECODING_ARGS, "--restart",
+        *common.engine_args(), *seqs, *common.DECODING_ARGS, "--restart",
     ]  # fmt: skip
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve_cmd = [
         common.CLI, "serve", "--model", str(model), "--norm", "pre", "--port", str(port),
-        *common.ENGINE_ARGS, *seqs, "--log", str(work / "vllm-server.log"),
+        *common.engine_args(), *seqs, "--log", str(work / "vllm-server.log"),
         "--data", str(data), "--api-servers", args.api_servers,
     ]  # fmt: skip
 
@@ -212,7 +214,7 @@ def main() -> None:
         f"--max-num-seqs {args.max_num_seqs} --repeats {args.repeats} "
         f"--transfers {args.transfers} --api-servers {args.api_servers} "
         f"--engine-core {args.engine_core}",
-        "data": {"root": str(data.relative_to(common.ROOT)), **synth},
+        "data": {"root": common.rel(data), **synth},
         "settings": {
             "max_num_seqs": args.max_num_seqs,
             "concurrency": args.max_num_seqs,

@@ -10,6 +10,8 @@
    and whenever it stops (all endpoints dead during the restart) it is resumed, as a user would.
 4. Verifies: every sample recorded exactly once, outcomes equal to the clean run. Writes the
    figures to bench/out/soak.json.
+
+Runtime on 2 cores: about 15 minutes.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ import threading
 import time
 from pathlib import Path
 
+import common  # bench/common.py (the script's folder is on sys.path)
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out" / "soak"
-CLI = [str(Path(sys.executable).parent / "screenspot-eval")]
-ENGINE = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "1"]
+NAME = "soak"
+CLI = [common.CLI]
 DECODING = ["--structured", "--max-tokens", "48", "--quiet"]
+
+
+def engine() -> list[str]:
+    """fp32, one sequence at a time (eager in smoke mode)."""
+    return [*common.engine_args(), "--max-num-seqs", "1"]
 
 
 class FaultyProxy:
@@ -110,7 +116,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _serve(model: Path, port: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [*CLI, "serve", "--model", str(model), "--norm", "pre", "--port", str(port), *ENGINE],
+        [*CLI, "serve", "--model", str(model), "--norm", "pre", "--port", str(port), *engine()],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -136,18 +142,18 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1581)
     parser.add_argument("--drop", type=float, default=0.02)
     parser.add_argument("--unavailable", type=float, default=0.03)
-    args = parser.parse_args()
+    args = common.parse_args(parser, n=2 * common.SMOKE_SAMPLES)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    OUT.mkdir(parents=True, exist_ok=True)
-    model, data = OUT / "tiny-gemma4", OUT / f"synth-{args.n}"
-    if not (model / "config.json").exists():
-        _cli("tiny-model", str(model))
+    out = common.out_dir() / NAME
+    out.mkdir(parents=True, exist_ok=True)
+    model, data = common.ensure_tiny_model(), out / f"synth-{args.n}"
     if not (data / "annotations").exists():
         like = ["--like-official"] if args.n == 1581 else []
         _cli("data", "synth", str(data), "--n", str(args.n), "--max-width", "640", *like)
-    base = ["run", "--model", str(model), "--norm", "pre", "--data", str(data), *ENGINE, *DECODING]
+    base = ["run", "--model", str(model), "--norm", "pre", "--data", str(data), *engine()]
+    base += DECODING
 
-    clean = OUT / "clean"
+    clean = out / "clean"
     started = time.monotonic()
     done = _cli(*base, "--out", str(clean), "--restart")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -157,7 +163,7 @@ def main() -> int:
     server = _serve(model, port)
     proxy = FaultyProxy(f"http://127.0.0.1:{port}", args.drop, args.unavailable)
     proxy.start()
-    faulty = OUT / "faulty"
+    faulty = out / "faulty"
     command = [*base, "--out", str(faulty), "--endpoint", f"http://127.0.0.1:{proxy.port}"]
     restarted = False
     sessions = 0
@@ -181,6 +187,7 @@ def main() -> int:
         run = subprocess.Popen([*CLI, *command], text=True, stderr=subprocess.PIPE)
     faulty_s = time.monotonic() - started
     os.killpg(server.pid, 15)
+    server.wait(timeout=120)
 
     clean_records = {r["id"]: r for r in _records(clean)}
     faulty_records = _records(faulty)
@@ -202,8 +209,9 @@ def main() -> int:
         "faulty_wall_s": round(faulty_s, 1),
         "date": time.strftime("%Y-%m-%d"),
     }
-    (ROOT / "bench" / "out" / "soak.json").write_text(json.dumps(result, indent=2))
+    path = common.write_figures(NAME, result)
     print(json.dumps(result, indent=2))
+    print(f"written: {path}")
     ok = result["recorded_once"] and not result["records_lost"] and not mismatched
     return 0 if ok else 1
 
