@@ -17,7 +17,7 @@ from screenspot_eval.report.csv_export import write_csv
 from screenspot_eval.report.metrics import leaderboard_table, metrics_table
 from screenspot_eval.report.official_json import write_official_json
 from screenspot_eval.store.manifest import Manifest
-from screenspot_eval.store.records import PredictionRecord, records_frame
+from screenspot_eval.store.records import PredictionRecord, failed_cause, records_frame
 
 SAMPLES_CSV = "samples.csv"
 METRICS_CSV = "metrics.csv"
@@ -65,10 +65,6 @@ def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(Counter(str(o) for o in frame["outcome"]).items()))
 
 
-#: Why a ``failed`` record has no click, from its error text (request errors are the rest).
-FAILED_CAUSES = (("internal parser error", "internal parser error"), ("image:", "image"))
-
-
 def failure_kinds(frame: pd.DataFrame) -> dict[str, int]:
     """Every failure's kind and count: ``wrong_format`` by the parser's reason (the model's
     answer), ``failed`` by cause (request, image, our parser's own error), so a bug of ours
@@ -83,11 +79,7 @@ def failure_kinds(frame: pd.DataFrame) -> dict[str, int]:
         if outcome == "wrong_format":
             key = f"wrong_format: {kind if isinstance(kind, str) else 'unknown'}"
         elif outcome == "failed":
-            text = error if isinstance(error, str) else ""
-            cause = next(
-                (name for prefix, name in FAILED_CAUSES if text.startswith(prefix)), "request"
-            )
-            key = f"failed: {cause}"
+            key = f"failed: {failed_cause(error if isinstance(error, str) else None)}"
         else:
             continue
         kinds[key] = kinds.get(key, 0) + 1

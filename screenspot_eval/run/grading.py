@@ -13,7 +13,7 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.parsing import FailureKind, ParsedClick, ParseFailure, parse_click
 from screenspot_eval.protocol.scoring import failed_score, score_click
-from screenspot_eval.store.records import PredictionRecord
+from screenspot_eval.store.records import PARSER_ERROR_PREFIX, PredictionRecord
 
 
 def build_record(
@@ -74,5 +74,5 @@ def _internal_error(parsed: ParsedClick | ParseFailure | None) -> str | None:
     """A parser bug, named as one (the record is ``failed``, retried on resume, and counted
     apart from the model's misses)."""
     if isinstance(parsed, ParseFailure) and parsed.kind is FailureKind.INTERNAL_ERROR:
-        return f"internal parser error: {parsed.detail}"
+        return f"{PARSER_ERROR_PREFIX}{parsed.detail}"
     return None

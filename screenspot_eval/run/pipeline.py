@@ -16,7 +16,7 @@ from screenspot_eval.protocol.coords import CoordinateConvention, gemma4_sent_si
 from screenspot_eval.protocol.prompts import PromptTemplate, render_messages
 from screenspot_eval.run.grading import build_record
 from screenspot_eval.run.images import ImagePlan, LoadedImage, plan_images
-from screenspot_eval.store.records import PredictionRecord
+from screenspot_eval.store.records import IMAGE_ERROR_PREFIX, PredictionRecord
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def evaluate_samples(
     def flush_unreadable() -> None:
         while unreadable:
             sample, error = unreadable.popleft()
-            failure = Completion(sample.id, None, error=f"image: {error.reason}")
+            failure = Completion(sample.id, None, error=f"{IMAGE_ERROR_PREFIX}{error.reason}")
             on_record(to_record(sample, failure, spec))
 
     try:

@@ -18,6 +18,21 @@ from screenspot_eval.protocol.scoring import Outcome
 SCHEMA_VERSION = 2
 """2 added ``image_soft_tokens``; version 1 records read as before (the field is None)."""
 
+#: How a ``failed`` record's ``error`` names a cause other than the request itself: the image
+#: could not be read, or our own parser failed (a bug, never a model miss).
+IMAGE_ERROR_PREFIX = "image: "
+PARSER_ERROR_PREFIX = "internal parser error: "
+
+
+def failed_cause(error: str | None) -> str:
+    """Why a ``failed`` record has no click: ``image``, ``internal parser error`` or ``request``."""
+    text = error or ""
+    if text.startswith(PARSER_ERROR_PREFIX):
+        return PARSER_ERROR_PREFIX.removesuffix(": ")
+    if text.startswith(IMAGE_ERROR_PREFIX):
+        return IMAGE_ERROR_PREFIX.removesuffix(": ")
+    return "request"
+
 
 class PredictionRecord(BaseModel):
     """One evaluated (or failed) sample."""
