@@ -20,13 +20,14 @@ VARIANTS: tuple[Variant, ...] = get_args(Variant)
 SWITCHABLE: frozenset[str] = frozenset({"pre", "post"})
 MeasuredPlacement = Literal["pre", "post", "unknown"]
 PLUGIN_MODEL_CLASS = "Gemma4WithSelectableEmbedder"
-#: Our model classes, one per covered vLLM architecture (the encoder-free 12B has its own).
-PLUGIN_MODEL_CLASSES: tuple[str, ...] = (PLUGIN_MODEL_CLASS, "Gemma4UnifiedWithSelectableEmbedder")
-#: The upstream vLLM model classes the plugin replaces (by the architecture names they carry).
-COVERED_UPSTREAM_CLASSES: tuple[str, ...] = (
-    "Gemma4ForConditionalGeneration",
-    "Gemma4UnifiedForConditionalGeneration",
-)
+#: Each vLLM architecture the plugin covers (the name of vLLM's class) -> our class for it:
+#: the tower-based family and the encoder-free 12B, which runs the same embedder class.
+PLUGIN_CLASS_FOR: dict[str, str] = {
+    "Gemma4ForConditionalGeneration": PLUGIN_MODEL_CLASS,
+    "Gemma4UnifiedForConditionalGeneration": "Gemma4UnifiedWithSelectableEmbedder",
+}
+PLUGIN_MODEL_CLASSES: tuple[str, ...] = tuple(PLUGIN_CLASS_FOR.values())
+COVERED_UPSTREAM_CLASSES: tuple[str, ...] = tuple(PLUGIN_CLASS_FOR)
 #: The embedder every variant check needs: the one images go through.
 VISION_EMBEDDER = "embed_vision"
 PLUGIN_EMBEDDER_CLASS = "SelectableNormEmbedder"

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from screenspot_eval.backends.variant import VARIANTS, Variant
+from screenspot_eval.backends.variant import PLUGIN_CLASS_FOR, VARIANTS, Variant
 from screenspot_eval.backends.vllm.engine_args import HF_CONFIG_KEY
 
-#: vLLM architecture name -> (upstream module, our subclass). Every Gemma 4 architecture that runs
-#: ``Gemma4MultimodalEmbedder`` is covered: the tower-based family (E2B, E4B, 26B-A4B, 31B) and
-#: the encoder-free 12B (``gemma4_unified``, which imports the embedder class by name, so only
-#: a registration of its own reaches it). The names stay vLLM's own: vLLM keys Gemma 4
-#: specific setup on them.
-ARCHITECTURES: dict[str, tuple[str, str]] = {  # name -> (upstream module, our class)
-    "Gemma4ForConditionalGeneration": (
-        "vllm.model_executor.models.gemma4_mm",
-        "screenspot_eval.backends.vllm.model:Gemma4WithSelectableEmbedder",
-    ),
-    "Gemma4UnifiedForConditionalGeneration": (
-        "vllm.model_executor.models.gemma4_unified",
-        "screenspot_eval.backends.vllm.model:Gemma4UnifiedWithSelectableEmbedder",
-    ),
+#: Where vLLM defines each architecture the plugin covers (its name keys Gemma 4 specific setup;
+#: ``gemma4_unified`` exists from 0.32, and the plugin registers what the release has).
+UPSTREAM_MODULES: dict[str, str] = {
+    "Gemma4ForConditionalGeneration": "vllm.model_executor.models.gemma4_mm",
+    "Gemma4UnifiedForConditionalGeneration": "vllm.model_executor.models.gemma4_unified",
+}
+#: vLLM architecture name -> (upstream module, our subclass's import path).
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    name: (UPSTREAM_MODULES[name], f"screenspot_eval.backends.vllm.model:{ours}")
+    for name, ours in PLUGIN_CLASS_FOR.items()
 }
 EMBEDDER_ATTRS: tuple[str, ...] = ("embed_vision", "embed_audio")
-#: The embedder every run needs; the others (audio) may be left unloaded by vLLM.
-REQUIRED_EMBEDDER = "embed_vision"
 
 
 def requested_variant_from_config(hf_config: Any) -> Variant:
