@@ -42,7 +42,6 @@ class EngineHandle(Protocol):
     """A started in-process engine that several passes share."""
 
     report: EmbedderReport
-    log_file: Path | None
 
     def switch(self, variant: Variant) -> EmbedderReport:
         """Switch the embedder in place, reset the caches, re-prove it from inside."""
@@ -71,13 +70,12 @@ def start_engine(
     window: int | None = None,
     log_file: Path | None = None,
     verbose: bool = False,
-    verify: bool = True,
 ) -> Any:
     """The in-process vLLM engine for ``settings`` (an :class:`EngineHandle` and a
     :class:`Backend`); its logs go to ``log_file``."""
     from screenspot_eval.backends.vllm.engine import VllmEngine
 
-    return VllmEngine(settings, verify=verify, window=window, log_file=log_file, verbose=verbose)
+    return VllmEngine(settings, window=window, log_file=log_file, verbose=verbose)
 
 
 def open_reference(model: str, **kwargs: Any) -> Any:
@@ -93,9 +91,9 @@ EngineStarter = Callable[[Variant], EngineHandle]
 class EngineRotation:
     """Engines for a sequence of variants, started only when needed, one at a time.
 
-    ``start(variant)`` starts an engine running ``variant``. With ``switch`` on, the first
-    engine that runs a switchable variant is self-checked against the other switchable variants
-    asked for; if the check passes, later switches between them happen in place.
+    ``start(variant)`` starts an engine running ``variant``. With ``switch`` on, every engine
+    started for a switchable variant is self-checked against the other switchable variant asked
+    for; while the last check holds, later switches between them happen in place.
     """
 
     def __init__(

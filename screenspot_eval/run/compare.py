@@ -321,10 +321,9 @@ def compare_variants(
             raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
     if how.engines not in ENGINE_MODES:
         raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {how.engines!r}")
-    require_out(config)
+    out = require_out(config)
     if how.repeats < 1:
         raise UserError(f"--repeats must be at least 1, not {how.repeats}")
-    out = Path(config.out)
     _, _, notes = run_ab(config, a, b, out, how)  # type: ignore[arg-type]
     return compare_runs(
         out / f"a-{a}", out / f"b-{b}", out, notes=notes, seed=seed, n_resamples=n_resamples

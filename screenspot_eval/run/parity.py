@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from screenspot_eval.backends.engines import (
-    EngineHandle,
     EngineRotation,
     EngineSettings,
     llm_kwargs,
-    start_engine,
 )
 from screenspot_eval.backends.engines import (
     open_reference as open_hf_reference,
 )
 from screenspot_eval.backends.overrides import merge_nested, nested
-from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS, Variant
+from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS
 from screenspot_eval.data.errors import ImageLoadError
 from screenspot_eval.data.fingerprint import fingerprint_dataset
 from screenspot_eval.data.images import iter_images
@@ -45,6 +43,7 @@ from screenspot_eval.report.parity import (
     write_parity,
 )
 from screenspot_eval.run.config import RunConfig, describe_config, require_out
+from screenspot_eval.run.repeats import engine_starter
 from screenspot_eval.run.session import VLLM_LOG, image_budget, say
 from screenspot_eval.store.manifest import environment, utc_now
 
@@ -98,18 +97,17 @@ class ParityOptions:
             raise UserError("--top-k and --answer-tokens must be at least 1")
 
 
-def engine_settings(
-    config: RunConfig, options: ParityOptions, budget: int, overrides: dict[str, Any] | None = None
-) -> EngineSettings:
+def engine_settings(config: RunConfig, options: ParityOptions, budget: int) -> EngineSettings:
     """The engine settings parity runs vLLM with: the run's, with the image budget explicit
-    (the reference uses the same), enough logprobs per position and the config overrides
-    (``options.overrides``, or ``overrides`` where given) as ``hf_overrides``."""
+    (the reference uses the same), enough logprobs per position and ``options.overrides`` as
+    ``hf_overrides``."""
     extra = dict(config.engine.extra)
     if options.vllm_top_k > VLLM_DEFAULT_MAX_LOGPROBS:
         extra["max_logprobs"] = max(int(extra.get("max_logprobs", 0)), options.vllm_top_k)
-    chosen = options.overrides if overrides is None else overrides
-    if chosen:
-        extra["hf_overrides"] = merge_nested(extra.get("hf_overrides", {}), nested(chosen))
+    if options.overrides:
+        extra["hf_overrides"] = merge_nested(
+            extra.get("hf_overrides", {}), nested(options.overrides)
+        )
     return config.engine.model_copy(update={"max_soft_tokens": budget, "extra": extra})
 
 
@@ -300,13 +298,8 @@ def _engine_passes(
     switched in place once its self-check has passed; native gets its own."""
     answered, kept = job.answered(answers)
     base = engine_settings(job.config, job.options, job.budget)
-    log = job.out / VLLM_LOG
-    job.say(f"starting vLLM with {base.model}; logs in {log}")
-
-    def start(variant: Variant) -> EngineHandle:
-        settings = base.model_copy(update={"norm": variant})
-        return start_engine(settings, log_file=log, verbose=job.config.runtime.verbose)
-
+    job.say(f"starting vLLM with {base.model}; logs in {job.out / VLLM_LOG}")
+    start = engine_starter(job.config.model_copy(update={"engine": base}), job.out)
     order = [v for group in engine_groups(job.options.variants) for v in group]
     engines = EngineRotation(start, order, log=job.say)  # type: ignore[arg-type]
     scored: dict[str, list[PositionLogprobs]] = {}
@@ -337,8 +330,7 @@ def _engine_passes(
 def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False) -> ParityResult:
     """Score the reference's answers under every variant and write the parity outputs."""
     options.check()
-    require_out(config)
-    out = Path(config.out)
+    out = require_out(config)
     out.mkdir(parents=True, exist_ok=True)
     started = utc_now()
     template = load_template(config.prompt.template)

@@ -166,9 +166,9 @@ def check_resumable(
     which keeps the behaviour the run had: such a run resumes."""
     known = {config.fingerprint(template.content_hash)}
     known.add(config.legacy_fingerprint(template.content_hash))
-    new = {**config.outcome_settings(), "prompt_hash": template.content_hash}
-    recorded = with_defaults(old.outcome_settings, config.outcome_settings())
-    before = {**recorded, "prompt_hash": old.prompt_hash}
+    current = config.outcome_settings()
+    new = {**current, "prompt_hash": template.content_hash}
+    before = {**with_defaults(old.outcome_settings, current), "prompt_hash": old.prompt_hash}
     differences = diff_settings(before, new)
     if old.config_fingerprint not in known and (differences or not old.outcome_settings):
         lines = "\n  ".join(differences) or "(fingerprint only)"
@@ -480,7 +480,6 @@ def evaluate(
     resume_command: str | None = None,
 ) -> RunResult:
     """``screenspot-eval run``: evaluate ``config`` into its results folder (``config.out``)."""
-    require_out(config)
     return execute_run(
-        config, Path(config.out), restart=restart, quiet=quiet, resume_command=resume_command
+        config, require_out(config), restart=restart, quiet=quiet, resume_command=resume_command
     )

@@ -56,7 +56,9 @@ def finished(p: Pass) -> bool:
     return manifest is not None and manifest.status == "complete" and manifest.counts.missing == 0
 
 
-def sweep_engines(config: RunConfig, budget: int, variants: tuple[str, ...], log: Any):
+def sweep_engines(
+    config: RunConfig, budget: int, variants: tuple[str, ...], log: Any
+) -> EngineRotation:
     """The sweep's engines: started at the largest ``budget`` (vLLM applies a smaller one per
     request), pre <-> post switched in place after a self-check, a fresh one where not."""
     cfg = cell_config(config, budget, variants[0])
@@ -99,12 +101,11 @@ def run_sweep(
     from screenspot_eval.report.sweep import write_sweep
 
     budgets_t, variants_t = check_budgets(budgets), check_variants(variants)
-    require_out(config)
+    out = require_out(config)
     if config.runtime.endpoints:
         raise UserError("sweep runs the in-process engine (the budget is applied per request)")
     if repeats < 1:
         raise UserError(f"--repeats must be at least 1, not {repeats}")
-    out = Path(config.out)
     cells: dict[tuple[int, str], list[Pass]] = {}
     for variant in variants_t:
         for budget in budgets_t:
