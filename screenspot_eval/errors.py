@@ -3,7 +3,8 @@
 Every failure a user can cause or meet (a bad option, a broken dataset, a server that went
 away, Ctrl-C) is a :class:`ScreenspotError`; the CLI prints its message (and how to resume,
 where that applies) and exits with :attr:`ScreenspotError.exit_code`. Anything else is a bug:
-the CLI names it in one line, keeps its traceback in a file and exits with 1. The module sits below every layer: it imports nothing of the package.
+the CLI names it in one line, keeps its traceback in a file and exits with 1. The module sits
+below every layer: it imports nothing of the package.
 """
 
 from __future__ import annotations

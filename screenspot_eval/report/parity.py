@@ -103,7 +103,7 @@ class SwitchCheck:
         return self.engine_change <= FP32_TOLERANCE / 10 and self.reference_change > FP32_TOLERANCE
 
     def within(self, tolerance: float) -> bool:
-        return self.off_mean <= tolerance and self.off_first_max <= tolerance
+        return within_rule(self.off_first_max, self.off_mean, tolerance)
 
     def describe(self, tolerance: float) -> str:
         name = f"{self.key}={self.value!r}"
@@ -145,9 +145,13 @@ class ParityReport:
         return [s.variant for s in self.variants if is_within(s, self.tolerance)]
 
 
+def within_rule(first_max: float, mean: float, tolerance: float) -> bool:
+    """The tolerance rule: first-token max and mean |delta logprob| both within it."""
+    return first_max <= tolerance and mean <= tolerance
+
+
 def is_within(summary: VariantParity, tolerance: float) -> bool:
-    """First-token max and mean |delta logprob| both within ``tolerance``."""
-    return summary.first_max_abs_delta <= tolerance and summary.mean_abs_delta <= tolerance
+    return within_rule(summary.first_max_abs_delta, summary.mean_abs_delta, tolerance)
 
 
 def argmax_token(top: Mapping[int, float]) -> int:

@@ -87,3 +87,17 @@ def engine_output(log_file: Path | None, *, verbose: bool = False) -> Iterator[N
         os.dup2(saved[1], 2)
         for fd in (*saved, target):
             os.close(fd)
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off (loading and saving weights), restored after."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

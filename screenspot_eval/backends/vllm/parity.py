@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from screenspot_eval.backends.vllm.logs import no_progress_bars
 from screenspot_eval.errors import BackendFailure, UserError
 
 REFERENCE_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
@@ -104,20 +105,6 @@ def _quiet_logger(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def no_progress_bars() -> Iterator[None]:
-    """transformers' progress bars off (loading and saving weights), restored after."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _top(values: Any, indices: Any) -> dict[int, float]:

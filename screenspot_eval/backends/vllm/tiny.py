@@ -1,9 +1,10 @@
 """Build a tiny random Gemma 4 multimodal checkpoint that both HF transformers and vLLM load.
 
 Why: the project must run the real vLLM engine on machines with no GPU and no model hub. The
-checkpoint is deterministic for a seed, under 1 MB, and exercises the real Gemma 4 code paths:
-its vision hidden size differs from the text hidden size, so the two norm placements of the
-multimodal embedder act on different widths and produce different outputs.
+checkpoint is deterministic for a seed, 1-4 MB, and exercises the real Gemma 4 code paths of its
+family (:mod:`~screenspot_eval.backends.vllm.families`): the default twin's vision width differs
+from its text width, so the two norm placements act on different widths; every twin's two
+placements compute different things (the in-engine self-check proves it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from screenspot_eval.backends.vllm.families import DEFAULT_FAMILY, Family, family
-from screenspot_eval.backends.vllm.parity import no_progress_bars
+from screenspot_eval.backends.vllm.logs import no_progress_bars
 
 # Gemma 4 special tokens; ids 0, 1, 2 are fixed by the text config (pad, eos, bos). The thought
 # channel and thinking markers are the real template's.
