@@ -23,13 +23,13 @@ from screenspot_eval.store.records import PredictionRecord
 N = 12
 
 
-def _run(tmp_path: Path, backend: ScriptedBackend):
+def _run(tmp_path: Path, backend: ScriptedBackend, **given: object):
     root = tmp_path / "data"
     synthesize_release(root, N, seed=0, max_width=320)
     config = resolve_config(
         None,
         {"engine.model": "fake/model", "engine.max_soft_tokens": 70, "data.source": str(root),
-         "runtime.image_workers": 1, "runtime.prefetch": 2},
+         "runtime.image_workers": 1, "runtime.prefetch": 2, **given},
     )  # fmt: skip
     out = tmp_path / "out"
     return out, execute_run(
@@ -64,6 +64,26 @@ def test_isolated_failures_are_recorded_and_the_run_completes(tmp_path: Path) ->
     backend = ScriptedBackend(lambda r: "", fail_ids=ids[::3])
     _, result = _run(tmp_path, backend)
     assert sum(r.outcome.value == "failed" for r in result.records) == len(ids[::3])
+
+
+def test_a_short_run_whose_every_sample_failed_does_not_end_with_exit_0(tmp_path: Path) -> None:
+    """Fewer samples than the streak, all failed: still a broken run, not a run of misses."""
+    limit = SAME_ERROR_STREAK - 3
+    backend = ScriptedBackend(lambda r: "", fail_ids=_ids(tmp_path), fail_error="HTTP 500 (x)")
+    with pytest.raises(RunAbortedError) as caught:
+        _run(tmp_path, backend, **{"data.selection.limit": limit})
+    assert caught.value.exit_code == EXIT_BACKEND_FAILURE and caught.value.resume == "again"
+    assert f"every one of the {limit} samples failed" in str(caught.value)
+    out = tmp_path / "out"
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == limit
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_resume_that_retries_only_failed_samples_is_not_a_broken_run(tmp_path: Path) -> None:
+    ids = _ids(tmp_path)
+    _run(tmp_path, ScriptedBackend(lambda r: "", fail_ids=ids[:2]))
+    _, result = _run(tmp_path, ScriptedBackend(lambda r: "", fail_ids=ids[:2]))
+    assert sum(r.outcome.value == "failed" for r in result.records) == 2
 
 
 def _record(outcome: str, error: str | None) -> PredictionRecord:

@@ -40,6 +40,19 @@ class FailureGuard:
             self.tripped = True
             raise SystematicFailureError(reason)
 
+    def finish(self, earlier_ok: int) -> None:
+        """At the end of a session: a run whose every record failed (none earlier either) is
+        broken, however short; it never ends as a complete run of misses."""
+        if self.seen and self.failed == self.seen and not earlier_ok and not self.tripped:
+            self.tripped = True
+            raise SystematicFailureError(
+                f"every one of the {self.seen} samples failed; most often "
+                f"({self.errors[self._most_common()]}x): {self._most_common()}"
+            )
+
+    def _most_common(self) -> str:
+        return max(self.errors, key=self.errors.__getitem__)
+
     def observe(self, record: PredictionRecord) -> str | None:
         self.seen += 1
         if record.outcome.value != "failed":
@@ -53,7 +66,7 @@ class FailureGuard:
         if self.streak >= SAME_ERROR_STREAK:
             return f"the same error on {self.streak} samples in a row: {error}"
         if self.seen >= MIN_RECORDS_FOR_SHARE and self.failed / self.seen > MAX_FAILED_SHARE:
-            common = max(self.errors, key=self.errors.__getitem__)
+            common = self._most_common()
             return (
                 f"{self.failed} of {self.seen} samples failed (over {MAX_FAILED_SHARE:.0%}); "
                 f"most often ({self.errors[common]}x): {common}"

@@ -414,6 +414,7 @@ def _run_backend(
                 prefetch=config.runtime.prefetch,
                 images=images,
             )
+            guard.finish(earlier_ok=session.resumed_from)
             seconds = time.perf_counter() - eval_start
             session.images = images.to_record()
             session.frontend = backend.frontend_stats()
