@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from screenspot_eval.backends.base import Backend
+from screenspot_eval.backends.sides import SettingReading
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant
 from screenspot_eval.backends.vllm.engine_args import (
     IMAGE_BUDGETS,
@@ -59,6 +60,14 @@ class EngineHandle(Protocol):
         self, items: Iterable[tuple[Any, Any]], *, top_k: int, image_token_id: int, seed: int
     ) -> Iterator[Any]:
         """Teacher-forced logprobs of reference answers (``parity``)."""
+        ...
+
+    def probe_logprobs(self) -> dict[int, float]:
+        """First-token logprobs on the probe image (do two engines compute differently?)."""
+        ...
+
+    def read_settings(self, requested: dict[str, Any]) -> list[SettingReading]:
+        """Each requested side setting as the engine built the model, read from inside."""
         ...
 
     def close(self) -> None: ...

@@ -19,8 +19,12 @@ def compare(
         list[Path] | None,
         typer.Argument(help="Two existing run folders (RUN_A RUN_B) to compare instead."),
     ] = None,
-    a: o.VariantAOpt = "post",
-    b: o.VariantBOpt = "pre",
+    a: o.VariantAOpt = None,
+    b: o.VariantBOpt = None,
+    a_set: o.ASetOpt = None,
+    b_set: o.BSetOpt = None,
+    sides: o.SidesOpt = None,
+    factor: o.FactorOpt = None,
     engines: o.EnginesOpt = "auto",
     endpoint_a: o.EndpointAOpt = None,
     endpoint_b: o.EndpointBOpt = None,
@@ -42,7 +46,14 @@ def compare(
 
     With --repeats K each side runs K times and the report sets the A/B discordance beside
     the A/A noise floor; --a pre --b pre is an A/A control (labelled so).
+
+    Any engine-side factor: --b-set KEY=VALUE (and --a-set) give a side its own settings;
+    each is proven inside its engine before the first sample, and the factor is named in
+    the headline.
+
+    Example: screenspot-eval compare --model google/gemma-4-31B-it --a pre --b pre --b-set text_config.use_bidirectional_attention=null --out results/bidi
     """
+    from screenspot_eval.backends.sides import resolve_sides
     from screenspot_eval.run.compare import SideRuns, compare_runs, compare_variants
 
     if runs:
@@ -55,11 +66,13 @@ def compare(
             target,
             allow_mismatch=allow_mismatch,
             shared_only=shared_only,
+            factor=tuple(factor or ()),
             **given.resampling(),
         )
     else:
+        side_a, side_b = resolve_sides(a, b, a_set or (), b_set or (), sides)
         servers = tuple(url for url in (endpoint_a, endpoint_b) if url)
-        config = given.resolve(servers=servers, **{"engine.norm": a})
+        config = given.resolve(servers=servers, **{"engine.norm": side_a.variant})
         if print_config:
             from screenspot_eval.run.config import describe_config
 
@@ -74,8 +87,9 @@ def compare(
             resume_command=resume_command(),
             log=typer.echo,
             repeats=given["repeats"],
+            factor=tuple(factor or ()),
         )
-        result = compare_variants(config, a, b, how, **given.resampling())
+        result = compare_variants(config, side_a, side_b, how, **given.resampling())
     typer.echo(result.terminal)
     for note in result.notes:
         typer.echo(f"note: {note}")

@@ -326,10 +326,45 @@ PrintConfigOpt = Annotated[
 COMPARE = "Comparison"
 
 VariantAOpt = Annotated[
-    str, typer.Option("--a", help="Variant A (the baseline).", rich_help_panel=COMPARE)
+    str | None,
+    typer.Option("--a", help="Variant A (the baseline) [default: post].", rich_help_panel=COMPARE),
 ]
 VariantBOpt = Annotated[
-    str, typer.Option("--b", help="Variant B (the change).", rich_help_panel=COMPARE)
+    str | None,
+    typer.Option("--b", help="Variant B (the change) [default: pre].", rich_help_panel=COMPARE),
+]
+SIDE_SET_HELP = (
+    "KEY=VALUE (repeatable): an engine-side setting of side {side}. A dotted key overrides the "
+    "checkpoint's config (text_config.use_bidirectional_attention=null); a plain key is a vLLM "
+    "engine argument (dtype=bfloat16, attention_backend=..., mm_processor_kwargs={{...}}). "
+    "What differs between the sides is the declared factor; nothing else may."
+)
+ASetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--a-set", help=SIDE_SET_HELP.format(side="A"), rich_help_panel=COMPARE),
+]
+BSetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--b-set", help=SIDE_SET_HELP.format(side="B"), rich_help_panel=COMPARE),
+]
+SidesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sides",
+        help="TOML file with tables [a] and [b] (variant, set): the two sides of the A/B "
+        "(configs/factors/); --a, --b, --a-set and --b-set win over it.",
+        rich_help_panel=COMPARE,
+    ),
+]
+FactorOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--factor",
+        help="What may differ between two servers or two run folders (repeatable): vllm (the "
+        "installation: vLLM, torch, transformers) or a setting such as dtype. Everything "
+        "else must match.",
+        rich_help_panel=COMPARE,
+    ),
 ]
 EnginesOpt = Annotated[
     str,

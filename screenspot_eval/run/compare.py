@@ -15,6 +15,15 @@ from typing import Any
 
 from screenspot_eval.backends.engines import EngineRotation
 from screenspot_eval.backends.provenance import provenance_differences
+from screenspot_eval.backends.sides import (
+    EMBEDDER,
+    SideSettings,
+    allowed_paths,
+    apply_settings,
+    describe_factor,
+    explained,
+    factor_of,
+)
 from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS, Variant
 from screenspot_eval.errors import BackendFailure, UserError
 from screenspot_eval.report.comparison import render_terminal, write_comparison
@@ -119,6 +128,30 @@ def provenance_notes(a: Manifest, b: Manifest) -> list[str]:
     return notes
 
 
+def declared_factor(
+    a: Manifest, b: Manifest, given: tuple[str, ...] | list[str] | None
+) -> dict[str, Any]:
+    """The factor two runs may differ in: what their side records declare (key -> the two
+    values), plus the keys given (``--factor``); empty for a plain embedder A/B."""
+    factor: dict[str, Any] = {}
+    if a.side and b.side and a.side.get("factor") == b.side.get("factor"):
+        factor.update({k: tuple(v) for k, v in (a.side.get("factor") or {}).items()})
+    for key in given or ():
+        factor.setdefault(key, None)
+    return factor
+
+
+def side_label(variant: str, factor: dict[str, Any], index: int) -> str:
+    """``pre-norm`` or, with a factor from the sides, ``pre-norm [dtype=bfloat16]``."""
+    shown = [
+        f"{k}={json.dumps(v[index], default=str)}"
+        for k, v in factor.items()
+        if v is not None and k != EMBEDDER
+    ]
+    label = variant_label(variant)
+    return f"{label} [{', '.join(shown)}]" if shown else label
+
+
 def compare_runs(
     run_a: Path,
     run_b: Path,
@@ -129,6 +162,7 @@ def compare_runs(
     seed: int = DEFAULT_SEED,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     notes: list[str] | None = None,
+    factor: tuple[str, ...] | list[str] | None = None,
 ) -> ComparisonResult:
     """Pair two finished runs by sample id and write every comparison output into ``out``.
 
@@ -141,12 +175,28 @@ def compare_runs(
     manifest_a, frame_a = _load(dirs_a[0])
     manifest_b, frame_b = _load(dirs_b[0])
     notes = list(notes or [])
+    declared = declared_factor(manifest_a, manifest_b, factor)
     differences = settings_differences(manifest_a, manifest_b)
+    factor_line = None
+    if declared:
+        paths = allowed_paths(declared)
+        of_factor = [d for d in differences if explained(d, paths)]
+        differences = [d for d in differences if not explained(d, paths)]
+        if not of_factor and set(declared) - {EMBEDDER}:
+            raise RunMismatchError(
+                f"{run_a} and {run_b} do not differ in the declared factor "
+                f"({', '.join(declared)}): nothing to A/B"
+            )
+        from_sides = {k: v for k, v in declared.items() if v is not None}
+        factor_line = describe_factor(from_sides) if from_sides else "; ".join(of_factor)
+        notes.append(f"declared factor: {'; '.join(of_factor) or factor_line}")
+    what = f"the declared factor ({', '.join(declared)})" if declared else "the embedder variant"
     if differences and not allow_mismatch:
         listed = "\n  ".join(differences)
         raise RunMismatchError(
-            f"{run_a} and {run_b} differ in more than the embedder variant:\n  {listed}\n"
-            "compare runs made with identical settings, or pass --allow-mismatch"
+            f"{run_a} and {run_b} differ in more than {what}:\n  {listed}\n"
+            "compare runs made with identical settings, declare the factor, or pass "
+            "--allow-mismatch"
         )
     if differences:
         notes.append("Settings differ (allowed by --allow-mismatch): " + "; ".join(differences))
@@ -155,7 +205,8 @@ def compare_runs(
         if manifest.status != "complete":
             notes.append(f"{name} is not complete (status {manifest.status})")
     var_a, var_b = manifest_a.effective_variant, manifest_b.effective_variant
-    label_a, label_b = variant_label(str(var_a)), variant_label(str(var_b))
+    label_a = side_label(str(var_a), declared, 0)
+    label_b = side_label(str(var_b), declared, 1)
     if label_a == label_b:
         label_a, label_b = f"A ({run_a.name})", f"B ({run_b.name})"
     paired = pair_records(frame_a, frame_b, shared_only=shared_only)
@@ -165,7 +216,7 @@ def compare_runs(
         f"A = {run_a} (variant {var_a}), B = {run_b} (variant {var_b}); "
         f"structured decoding {'on' if manifest_a.structured_decoding else 'off'}"
     )
-    control = manifest_a.requested_variant == manifest_b.requested_variant
+    control = manifest_a.requested_variant == manifest_b.requested_variant and not declared
     headline = comparison.headline(label_a, label_b)
     repeated = None
     if len(dirs_a) > 1 or len(dirs_b) > 1:
@@ -181,6 +232,8 @@ def compare_runs(
         notes.append("the 2x2 table, flips and per-slice tables are those of the first repeats")
     if control:
         headline = f"A/A control ({manifest_a.requested_variant} twice): {headline}"
+    elif factor_line:
+        headline = f"factor {factor_line}: {headline}"
     out.mkdir(parents=True, exist_ok=True)
     files = write_comparison(
         out,
@@ -199,23 +252,21 @@ def compare_runs(
         md = files.get("comparison.md", out / "comparison.md")
         md.write_text(md.read_text(encoding="utf-8") + "\n" + section, encoding="utf-8")
         terminal = f"{terminal}\n\n{headline}\n{overall.noise_line()}"
-    elif control:
+    elif control or factor_line:
         terminal = f"{headline}\n{terminal}"
     return ComparisonResult(out=out, headline=headline, terminal=terminal, files=files, notes=notes)
 
 
-def side_config(config: RunConfig, variant: Variant, out: Path, endpoint: str | None) -> RunConfig:
-    """The config of one side: same settings, its own variant, folder and (optional) server."""
+def side_config(
+    config: RunConfig, side: SideSettings, out: Path, endpoint: str | None
+) -> RunConfig:
+    """The config of one side: the shared settings with the side's variant and settings laid
+    over them, its own folder and (optional) server."""
     runtime = config.runtime
     if endpoint is not None:
         runtime = runtime.model_copy(update={"endpoints": (endpoint,)})
-    return config.model_copy(
-        update={
-            "engine": config.engine.model_copy(update={"norm": variant}),
-            "runtime": runtime,
-            "out": str(out),
-        }
-    )
+    engine = apply_settings(config.engine.model_copy(update={"norm": side.variant}), side.settings)
+    return config.model_copy(update={"engine": engine, "runtime": runtime, "out": str(out)})
 
 
 @dataclass(frozen=True)
@@ -231,6 +282,7 @@ class SideRuns:
     resume_command: str | None = None
     log: Any = print
     repeats: int = 1
+    factor: tuple[str, ...] = ()  # declared for servers: the provenance fields that may differ
 
     def pass_settings(self) -> dict[str, Any]:
         """What every pass of either side runs with (``run_passes`` / ``run_side`` keywords)."""
@@ -238,30 +290,38 @@ class SideRuns:
 
 
 def run_ab(
-    config: RunConfig, a: Variant, b: Variant, out: Path, how: SideRuns = SideRuns()
+    config: RunConfig, a: SideSettings, b: SideSettings, out: Path, how: SideRuns = SideRuns()
 ) -> tuple[list[RunResult], list[RunResult], list[str]]:
-    """Run A then B (each ``how.repeats`` times) with identical settings; returns both sides'
-    runs and notes for the report. ``a == b`` is an A/A control: at temperature > 0 side B
-    draws its own sampling seeds, so the control shows sampling noise rather than one draw
-    twice."""
-    control = a == b
-    dir_a, dir_b = out / f"a-{a}", out / f"b-{b}"
+    """Run A then B (each ``how.repeats`` times) with identical settings but the factor;
+    returns both sides' runs and notes for the report. Sides that differ only in the embedder
+    share one engine where the switch is proven; sides whose settings differ get an engine each
+    (:mod:`screenspot_eval.run.factor`). Identical sides are an A/A control: at temperature > 0
+    side B draws its own sampling seeds, so the control shows sampling noise rather than one
+    draw twice."""
+    factor = factor_of(a, b, config.engine)
+    control = not factor
+    dir_a, dir_b = out / f"a-{a.variant}", out / f"b-{b.variant}"
     passes_a = side_passes(side_config(config, a, dir_a, how.endpoint_a), dir_a, how.repeats)
     offset = how.repeats if control else 0
     passes_b = side_passes(
         side_config(config, b, dir_b, how.endpoint_b), dir_b, how.repeats, seed_offset=offset
     )
     kwargs = how.pass_settings()
-    notes: list[str] = [f"A/A control: variant {a} on both sides"] if control else []
+    notes: list[str] = [f"A/A control: {a.describe()} on both sides"] if control else []
     in_process = not how.endpoint_a and not how.endpoint_b and not config.runtime.endpoints
-    one_possible = in_process and (control or ({a, b} <= SWITCHABLE))
+    if set(factor) - {EMBEDDER}:
+        return _settings_factor(passes_a, passes_b, (a, b), factor, out, how, in_process)
+    if how.factor:
+        notes.append(_server_factor(passes_a[0].config, passes_b[0].config, how.factor))
+    variant_a, variant_b = a.variant, b.variant
+    one_possible = in_process and (control or ({variant_a, variant_b} <= SWITCHABLE))
     if how.engines == "one" and not one_possible:
         raise UserError(
             "--engines one needs the in-process engine and the variants pre and post "
             "(or the same variant twice, an A/A control)"
         )
     if one_possible and how.engines != "two":
-        shared = _one_engine(passes_a, passes_b, a, b, kwargs, how.log, out)
+        shared = _one_engine(passes_a, passes_b, variant_a, variant_b, kwargs, how.log, out)
         if shared is not None:
             return shared[0], shared[1], [*notes, shared[2]]
         if how.engines == "one":
@@ -274,6 +334,45 @@ def run_ab(
     if in_process:
         notes.append("two engines: the model was loaded once per variant")
     return results_a, results_b, notes
+
+
+def _settings_factor(
+    passes_a: list[Pass],
+    passes_b: list[Pass],
+    sides: tuple[SideSettings, SideSettings],
+    factor: dict[str, Any],
+    out: Path,
+    how: SideRuns,
+    in_process: bool,
+) -> tuple[list[RunResult], list[RunResult], list[str]]:
+    """Sides whose engine settings differ: fresh engines, each proven before any sample."""
+    from screenspot_eval.run.factor import run_factor_sides
+
+    if not in_process:
+        raise UserError(
+            "--a-set / --b-set set the in-process engine; a server's settings are set where it "
+            "is served (`screenspot-eval serve --engine-arg ...`): compare two servers with "
+            "--endpoint-a / --endpoint-b and declare what differs with --factor"
+        )
+    if how.engines == "one":
+        raise UserError(
+            f"the sides differ in engine settings ({describe_factor(factor)}): each needs an "
+            "engine of its own; use --engines auto or two"
+        )
+    return run_factor_sides(passes_a, passes_b, sides, factor, out, how.log, **how.pass_settings())
+
+
+def _server_factor(config_a: RunConfig, config_b: RunConfig, factor: tuple[str, ...]) -> str:
+    """Both servers' provenances, checked against the declared factor before any sample."""
+    from screenspot_eval.backends.http.server import fetch_engine_provenance
+    from screenspot_eval.run.factor import check_server_factor
+
+    if not (config_a.runtime.endpoints and config_b.runtime.endpoints):
+        raise UserError("--factor names what differs between two servers: give --endpoint-a/-b")
+    key = config_a.runtime.api_key
+    found = [fetch_engine_provenance(c.runtime.endpoints[0], key) for c in (config_a, config_b)]
+    line = check_server_factor(factor, found[0], found[1])
+    return f"declared factor {', '.join(factor)}: {line}"
 
 
 def _one_engine(
@@ -307,24 +406,30 @@ def _one_engine(
 
 def compare_variants(
     config: RunConfig,
-    a: str,
-    b: str,
+    a: SideSettings,
+    b: SideSettings,
     how: SideRuns = SideRuns(),
     *,
     seed: int = DEFAULT_SEED,
     n_resamples: int = DEFAULT_N_RESAMPLES,
 ) -> ComparisonResult:
-    """``screenspot-eval compare --a A --b B [--repeats K]``: run both sides (K times each)
-    into ``config.out``, compare."""
-    for name, variant in (("--a", a), ("--b", b)):
-        if variant not in VARIANTS:
-            raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    """``screenspot-eval compare --a A --b B [--a-set/--b-set KEY=VALUE] [--repeats K]``: run
+    both sides (K times each) into ``config.out``, compare."""
+    for name, side in (("--a", a), ("--b", b)):
+        if side.variant not in VARIANTS:
+            raise UserError(f"{name} must be one of {', '.join(VARIANTS)}, not {side.variant!r}")
     if how.engines not in ENGINE_MODES:
         raise UserError(f"--engines must be one of {', '.join(ENGINE_MODES)}, not {how.engines!r}")
     out = require_out(config)
     if how.repeats < 1:
         raise UserError(f"--repeats must be at least 1, not {how.repeats}")
-    _, _, notes = run_ab(config, a, b, out, how)  # type: ignore[arg-type]
+    _, _, notes = run_ab(config, a, b, out, how)
     return compare_runs(
-        out / f"a-{a}", out / f"b-{b}", out, notes=notes, seed=seed, n_resamples=n_resamples
+        out / f"a-{a.variant}",
+        out / f"b-{b.variant}",
+        out,
+        notes=notes,
+        factor=how.factor or None,
+        seed=seed,
+        n_resamples=n_resamples,
     )

@@ -122,6 +122,7 @@ class Pass:
 
     config: RunConfig
     plan: RepeatPlan
+    side: dict[str, Any] | None = None  # a factor A/B's side record (manifest ``side``)
 
     @property
     def out(self) -> Path:
@@ -176,7 +177,14 @@ def run_passes(
     """Each pass as a resumable run (``kwargs``: restart, quiet, resume_command)."""
     extra: dict[str, Any] = {} if backend_factory is None else {"backend_factory": backend_factory}
     return [
-        execute_run(p.config, p.out, repeat=p.plan.model_dump(mode="json"), **extra, **kwargs)
+        execute_run(
+            p.config,
+            p.out,
+            repeat=p.plan.model_dump(mode="json"),
+            side=p.side,
+            **extra,
+            **kwargs,
+        )
         for p in passes
     ]
 

@@ -203,10 +203,12 @@ def execute_run(
     resume_command: str | None = None,
     backend_factory: BackendFactory = default_backend,
     repeat: dict[str, Any] | None = None,
+    side: dict[str, Any] | None = None,
 ) -> RunResult:
     """Evaluate the configured samples into ``out``, resuming what is already there.
 
-    ``repeat``: for one pass of ``--repeats``, what it is and what it perturbed (recorded)."""
+    ``repeat``: for one pass of ``--repeats``, what it is and what it perturbed; ``side``: for
+    one side of a factor A/B, its settings and their in-engine readings (both recorded)."""
     template = load_template(config.prompt.template)
     convention = config.prompt.convention or template.convention
     data = open_dataset(
@@ -251,6 +253,7 @@ def execute_run(
             "counts": _counts(selected, records),
             "error": None,
             "repeat": repeat,
+            "side": side,
         }
         if old is None:
             manifest = Manifest(started_at=utc_now(), **settings)

@@ -162,6 +162,9 @@ class Manifest(BaseModel):
     error: str | None = _until_known()
     repeat: dict[str, Any] | None = _until_known()
     """One pass of ``--repeats``: its index and what it perturbed (order, batch, caches, seed)."""
+    side: dict[str, Any] | None = _until_known()
+    """One side of a factor A/B (``compare --b-set``): its variant and settings as given, the
+    factor, each setting as read inside the engine, the probe line and how engines were used."""
 
     @field_validator("manifest_version")
     @classmethod

@@ -326,6 +326,21 @@ class VllmEngine(Backend):
 
     # --- the EngineHandle contract (backends.engines): what several passes share ----------
 
+    def probe_logprobs(self) -> dict[int, float]:
+        """First-token logprobs on the probe image: what two sides of an A/B compare to show
+        that their engines compute different things (as the switch self-check does)."""
+        from screenspot_eval.backends.vllm.switch import PROBE_TEXT
+        from screenspot_eval.backends.vllm.verify import probe_image
+
+        return self.first_token_logprobs(probe_image(), PROBE_TEXT)
+
+    def read_settings(self, requested: dict[str, Any]) -> list[Any]:
+        """Each requested setting as the engine built it, read from inside (``SettingReading``)."""
+        from screenspot_eval.backends.vllm.settings_probe import read_settings
+
+        with engine_stage("reading the side's settings inside the engine", self.log_file):
+            return read_settings(self, requested)
+
     def switch(self, variant: Any) -> EmbedderReport:
         """Switch the embedder in place (pre <-> post), reset the caches, re-prove it."""
         from screenspot_eval.backends.vllm.switch import switch_embedder

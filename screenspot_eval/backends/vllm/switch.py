@@ -15,6 +15,7 @@ from typing import Any
 
 from screenspot_eval.backends.base import Backend, Completion, GroundingRequest, SamplingSettings
 from screenspot_eval.backends.provenance import EngineProvenance
+from screenspot_eval.backends.sides import MIN_PROBE_DIFFERENCE, probe_difference
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
 from screenspot_eval.backends.vllm.failures import engine_stage
@@ -22,7 +23,6 @@ from screenspot_eval.backends.vllm.probe import set_embedder_placement
 from screenspot_eval.backends.vllm.verify import probe_image
 
 PROBE_TEXT = "Click the blue button."
-MIN_PROBE_DIFFERENCE = 1e-4
 
 
 def switch_embedder(engine: VllmEngine, placement: Variant) -> EmbedderReport:
@@ -56,20 +56,14 @@ def self_check(engine: VllmEngine, a: Variant, b: Variant) -> tuple[bool, str]:
         again = engine.first_token_logprobs(image, PROBE_TEXT)
     except Exception as exc:  # any failure means: do not trust the switch
         return False, f"in-place switch failed: {type(exc).__name__}: {exc}"
-    difference = _max_difference(first, second)
-    drift = _max_difference(first, again)
+    difference = probe_difference(first, second)
+    drift = probe_difference(first, again)
     if difference < MIN_PROBE_DIFFERENCE:
         return False, f"{a} and {b} gave the same probe logprobs (max diff {difference:.2e})"
     if drift > MIN_PROBE_DIFFERENCE:
         return False, f"switching back to {a} did not reproduce its logprobs ({drift:.2e})"
     shown = "different top tokens" if difference == float("inf") else f"{difference:.3g}"
     return True, f"in-place switch verified on a probe image ({a} vs {b} logprobs: {shown})"
-
-
-def _max_difference(x: dict[int, float], y: dict[int, float]) -> float:
-    if set(x) != set(y):
-        return float("inf")
-    return max(abs(x[k] - y[k]) for k in x)
 
 
 class BorrowedEngine(Backend):

@@ -1,0 +1,323 @@
+"""A side of an A/B: the embedder variant plus named engine-side settings, and the factor.
+
+``compare --a pre --b pre --b-set dtype=bfloat16`` A/Bs any engine-side setting, not only the
+embedder. A setting is ``KEY=VALUE`` (the value read as JSON, else a plain string):
+
+- a dotted key (``text_config.use_bidirectional_attention=null``) overrides a field of the
+  checkpoint's config (vLLM's ``hf_overrides``); ``hf_overrides.KEY`` names a top-level one;
+- a plain key is a vLLM engine argument: one of our engine settings (``dtype``,
+  ``max_soft_tokens``, ``enforce_eager``, ...) or any other (``attention_backend``,
+  ``mm_processor_kwargs``), passed to vLLM as given.
+
+The **factor** is what differs between the two sides' resolved settings; ``compare`` allows
+exactly those differences, names them in its headline, and refuses any other. Pure: no vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from screenspot_eval.backends.overrides import merge_nested, nested, parse_overrides
+from screenspot_eval.backends.variant import Variant
+from screenspot_eval.backends.vllm.engine_args import EngineSettings
+from screenspot_eval.errors import UserError
+
+HF_PREFIX = "hf_overrides."
+#: Two probes whose top-k first-token logprobs differ by less compute the same thing (the
+#: embedder switch's self-check and a factor's no-effect refusal use the one threshold).
+MIN_PROBE_DIFFERENCE = 1e-4
+#: What a side asks for a setting it does not set (the checkpoint's or vLLM's own value).
+CHECKPOINT_VALUE = "<checkpoint>"
+VLLM_DEFAULT = "<vLLM default>"
+DEFAULT_MARKERS: frozenset[str] = frozenset({CHECKPOINT_VALUE, VLLM_DEFAULT})
+#: The factor that names the embedder variant (``--a`` and ``--b``).
+EMBEDDER = "embedder"
+#: The factor that names the vLLM installation (servers from two installations).
+VLLM_RELEASE = "vllm"
+#: Engine settings a side may not set: the model is the thing evaluated, the variant has its
+#: own option, and the rest decide placement, not the computation.
+NOT_SIDE_SETTINGS: frozenset[str] = frozenset(
+    {"model", "norm", "extra", "engine_core", "allow_untested_vllm"}
+)
+#: Provenance fields a declared factor may change besides its own setting (what the engine
+#: resolved from it); every other outcome-changing difference is refused.
+PROVENANCE_OF: dict[str, tuple[str, ...]] = {
+    "dtype": ("dtype", "parameter_dtypes"),
+    "kv_cache_dtype": ("kv_cache_dtype",),
+    "quantization": ("quantization", "parameter_dtypes"),
+    "attention_backend": ("attention_backends",),
+    "enforce_eager": ("enforce_eager", "compilation_mode", "cudagraph_mode"),
+    "compilation_config": ("compilation_mode", "cudagraph_mode"),
+    "enable_chunked_prefill": ("chunked_prefill",),
+    "batch_invariant": ("batch_invariant", "batch_invariant_kernels"),
+    VLLM_RELEASE: (
+        "vllm_version",
+        "vllm_commit",
+        "vllm_build",
+        "torch_version",
+        "transformers_version",
+    ),
+}
+#: Manifest entries (beside the settings) a declared factor may change.
+RECORDED_OF: dict[str, tuple[str, ...]] = {"max_soft_tokens": ("image_budget",)}
+
+
+class SideSettings(BaseModel):
+    """One side as given: its variant and its settings (dotted keys as given)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    variant: Variant
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in self.settings.items())
+        return f"{self.variant}" + (f" with {shown}" if shown else "")
+
+
+def parse_settings(items: Iterable[str], option: str) -> dict[str, Any]:
+    """``["dtype=bfloat16", "text_config.x=null"]`` -> ``{"dtype": "bfloat16", ...}``."""
+    try:
+        parsed = parse_overrides(items)
+    except UserError as exc:
+        raise UserError(str(exc).replace("--override", option)) from exc
+    for key in parsed:
+        plain = key.removeprefix(HF_PREFIX)
+        if "." not in key and key in NOT_SIDE_SETTINGS:
+            raise UserError(
+                f"{option} {key}: not a side setting ({_not_side_reason(key)})"
+            ) from None
+        if not plain:
+            raise UserError(f"{option} {key}: name a config field after {HF_PREFIX}")
+    return parsed
+
+
+def _not_side_reason(key: str) -> str:
+    if key == "norm":
+        return "the embedder variant is --a / --b"
+    if key == "model":
+        return "both sides evaluate the same checkpoint"
+    return "it places the engine, it does not change what it computes"
+
+
+def is_config_override(key: str) -> bool:
+    """A key that overrides the checkpoint's config (``hf_overrides``), not an engine argument."""
+    return "." in key
+
+
+def config_key(key: str) -> str:
+    """The config field a model-config override names (``hf_overrides.`` dropped)."""
+    return key.removeprefix(HF_PREFIX)
+
+
+def apply_settings(engine: EngineSettings, settings: Mapping[str, Any]) -> EngineSettings:
+    """``engine`` with a side's settings laid over it (validated as the engine settings are)."""
+    data = engine.model_dump()
+    extra = dict(data.get("extra", {}))
+    overrides = {config_key(k): v for k, v in settings.items() if is_config_override(k)}
+    if overrides:
+        extra["hf_overrides"] = merge_nested(extra.get("hf_overrides", {}), nested(overrides))
+    for key, value in settings.items():
+        if is_config_override(key):
+            continue
+        if key in EngineSettings.model_fields:
+            data[key] = value
+        else:
+            extra[key] = value
+    data["extra"] = extra
+    try:
+        return EngineSettings.model_validate(data)
+    except ValueError as exc:
+        raise UserError(f"a side's settings do not make valid engine settings:\n{exc}") from exc
+
+
+def factor_of(a: SideSettings, b: SideSettings, base: EngineSettings) -> dict[str, Any]:
+    """The settings that differ between the two sides (key -> (A's value, B's value)), as each
+    side resolves against ``base``; ``embedder`` when the variants differ."""
+    factor: dict[str, Any] = {}
+    if a.variant != b.variant:
+        factor[EMBEDDER] = (a.variant, b.variant)
+    for key in sorted(set(a.settings) | set(b.settings)):
+        left, right = setting_value(base, a.settings, key), setting_value(base, b.settings, key)
+        if left != right:
+            factor[key] = (left, right)
+    return factor
+
+
+def setting_value(base: EngineSettings, settings: Mapping[str, Any], key: str) -> Any:
+    """What ``key`` is on a side: its own setting, else the base configuration's value."""
+    if key in settings:
+        return settings[key]
+    if is_config_override(key):
+        node: Any = base.extra.get("hf_overrides", {})
+        for part in config_key(key).split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return CHECKPOINT_VALUE
+            node = node[part]
+        return node
+    if key in EngineSettings.model_fields:
+        return getattr(base, key)
+    return base.extra.get(key, VLLM_DEFAULT)
+
+
+def allowed_paths(factor: Iterable[str]) -> tuple[str, ...]:
+    """Difference paths (as ``compare`` lists them) that a declared factor accounts for."""
+    paths: list[str] = []
+    for key in factor:
+        if key == EMBEDDER:
+            continue
+        if is_config_override(key):
+            paths.append(f"settings.engine.extra.hf_overrides.{config_key(key)}")
+        elif key in EngineSettings.model_fields:
+            paths.append(f"settings.engine.{key}")
+        else:
+            paths.append(f"settings.engine.extra.{key}")
+        paths.extend(f"provenance.{name}" for name in PROVENANCE_OF.get(key, ()))
+        paths.extend(RECORDED_OF.get(key, ()))
+    return tuple(paths)
+
+
+def explained(difference: str, paths: Iterable[str]) -> bool:
+    """Is a listed difference (``path: a -> b``) accounted for by one of ``paths``?"""
+    where = difference.split(": ", 1)[0]
+    return any(where == p or where.startswith(p + ".") for p in paths)
+
+
+def describe_factor(factor: Mapping[str, Any]) -> str:
+    """``dtype "float32" -> "bfloat16"``; several joined by ``; ``."""
+    return "; ".join(
+        f"{key} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}"
+        for key, (a, b) in factor.items()
+    )
+
+
+def read_sides_file(path: Path) -> dict[str, SideSettings]:
+    """A TOML file with tables ``[a]`` and ``[b]``: ``variant`` and a ``set`` table of
+    settings, keys as on the command line (a config override quoted whole:
+    ``"text_config.use_bidirectional_attention" = "null"``; a string value is read as JSON
+    where it is JSON, so ``"null"`` is null)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"sides file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"sides file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"a", "b"})
+    if unknown:
+        raise UserError(f"sides file {path}: only tables [a] and [b], not {unknown}")
+    sides = {}
+    for name, table in data.items():
+        items = [f"{k}={_as_text(v)}" for k, v in table.get("set", {}).items()]
+        settings = parse_settings(items, f"[{name}.set]")
+        try:
+            sides[name] = SideSettings(variant=table.get("variant", "pre"), settings=settings)
+        except ValueError as exc:
+            raise UserError(f"sides file {path}, [{name}]: {exc}") from exc
+    return sides
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class SettingReading(BaseModel):
+    """One setting of a side as the engine built it, read from inside the engine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    requested: Any
+    resolved: Any
+    where: str  # where inside the engine it was read
+    reached: bool | None  # None: the engine has no reading for it
+    detail: str | None = None
+
+    def describe(self) -> str:
+        text = f"{self.key}={json.dumps(self.resolved, default=str)} ({self.where})"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+class SettingNotAppliedError(UserError, RuntimeError):
+    """A side's setting did not reach the model the engine built (or cannot be shown to)."""
+
+
+class NoEffectError(UserError, RuntimeError):
+    """The declared factor reaches the model but changes nothing the engine computes."""
+
+
+def require_applied(side: str, readings: Iterable[SettingReading]) -> None:
+    """Refuse a side whose settings the engine did not build the model with."""
+    for reading in readings:
+        if reading.reached is None:
+            raise SettingNotAppliedError(
+                f"side {side}: {reading.key}={json.dumps(reading.requested)} cannot be shown to "
+                f"reach the model ({reading.where}); the A/B was not run"
+            )
+        if not reading.reached:
+            detail = f"; {reading.detail}" if reading.detail else ""
+            raise SettingNotAppliedError(
+                f"side {side}: {reading.key}={json.dumps(reading.requested)} did not reach the "
+                f"model: {reading.where} says {json.dumps(reading.resolved, default=str)}"
+                f"{detail}; the A/B was not run"
+            )
+
+
+def probe_difference(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """Largest difference between two probes' top-k first-token logprobs (inf: other tokens)."""
+    if set(a) != set(b):
+        return float("inf")
+    return max((abs(a[k] - b[k]) for k in a), default=0.0)
+
+
+def require_effect(
+    factor: Mapping[str, Any],
+    difference: float,
+    details: Iterable[str] = (),
+    *,
+    threshold: float = MIN_PROBE_DIFFERENCE,
+) -> str:
+    """The probe line for a factor that changes the computation; refuse one that does not."""
+    if difference >= threshold:
+        shown = "different top tokens" if difference == float("inf") else f"{difference:.3g}"
+        return f"the factor changes the probe's first-token logprobs (max diff {shown})"
+    shown = "; ".join(details)
+    raise NoEffectError(
+        f"the factor ({describe_factor(factor)}) reaches the model but has no effect here: "
+        f"both sides give the same probe logprobs (max diff {difference:.2e})"
+        + (f"; {shown}" if shown else "")
+        + "; refused rather than reported as a 0.0 pp effect"
+    )
+
+
+DEFAULT_SIDES: tuple[Variant, Variant] = ("post", "pre")
+
+
+def resolve_sides(
+    a: str | None,
+    b: str | None,
+    a_set: Iterable[str] = (),
+    b_set: Iterable[str] = (),
+    file: Path | None = None,
+) -> tuple[SideSettings, SideSettings]:
+    """The two sides, one precedence: the command line > the ``--sides`` file > post vs pre.
+    Settings merge key by key (a command-line setting replaces the file's)."""
+    from_file = read_sides_file(file) if file is not None else {}
+    sides = []
+    for name, variant, items, default in (
+        ("a", a, a_set, DEFAULT_SIDES[0]),
+        ("b", b, b_set, DEFAULT_SIDES[1]),
+    ):
+        filed = from_file.get(name)
+        settings = {**(filed.settings if filed else {}), **parse_settings(items, f"--{name}-set")}
+        chosen = variant or (filed.variant if filed else default)
+        try:
+            sides.append(SideSettings(variant=chosen, settings=settings))
+        except ValueError:
+            raise UserError(f"--{name} must be one of pre, post, native, not {chosen!r}") from None
+    return sides[0], sides[1]

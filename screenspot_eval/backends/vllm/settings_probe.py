@@ -1,0 +1,209 @@
+"""What the engine built a side's settings into, read from inside (``compare --b-set``).
+
+A setting that reaches vLLM's configuration can still miss the model (an attention backend the
+platform does not use), and one that reaches the model can still change nothing (an attention
+mask the kernel drops). Each reading says where it was taken and whether the model was built as
+asked:
+
+- ``dtype``: the dtype the engine resolved and the dtypes of the loaded weights (workers);
+- ``attention_backend``: the backend every decoder attention layer really runs (workers);
+- a model-config override (dotted key): the value in the config the worker's model was built
+  with; for ``use_bidirectional_attention`` also each decoder layer's attention over image
+  tokens, from the layer types, vLLM's mm-prefix mode and whether the layer's kernel applies it;
+- any other engine argument: the value in vLLM's resolved configuration (engine config).
+
+The probe that shows two sides compute different things is ``VllmEngine.probe_logprobs``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from screenspot_eval.backends.overrides import read_value
+from screenspot_eval.backends.sides import SettingReading, config_key, is_config_override
+
+BIDIRECTIONAL = "use_bidirectional_attention"
+#: vLLM's resolved configuration, searched in this order for a plain engine argument.
+CONFIG_SECTIONS = (
+    "model_config",
+    "cache_config",
+    "scheduler_config",
+    "parallel_config",
+    "compilation_config",
+    "attention_config",
+    "load_config",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe form of a config value (enums by name, objects as text)."""
+    if isinstance(value, enum.Enum):
+        return value.name
+    try:
+        json.dumps(value)
+    except TypeError:
+        return str(value)
+    return value
+
+
+def worker_settings(model: Any, keys: list[str]) -> dict[str, Any]:
+    """In every worker (``LLM.apply_model``): the config values the model was built with for
+    ``keys``, and each decoder attention layer's index, sliding flag, backend and whether that
+    backend applies vLLM's mm-prefix (bidirectional image) mask."""
+    config = getattr(model, "config", None)
+    values: dict[str, Any] = {}
+    for key in keys:
+        try:
+            values[key] = _plain(read_value(config, key))
+        except (AttributeError, KeyError, TypeError):
+            values[key] = "<absent>"
+    layers = []
+    for name, module in model.named_modules():
+        backend = getattr(module, "attn_backend", None)
+        if backend is None or ".layers." not in name or "Encoder" in type(module).__name__:
+            continue
+        try:
+            index = int(name.split(".layers.")[1].split(".")[0])
+        except (ValueError, IndexError):
+            continue
+        supports = getattr(backend, "supports_mm_prefix", None)
+        layers.append(
+            {
+                "index": index,
+                "sliding": getattr(module, "sliding_window", None) is not None,
+                "backend": str(backend.get_name())
+                if hasattr(backend, "get_name")
+                else str(backend),
+                "mm_prefix": bool(supports()) if callable(supports) else False,
+            }
+        )
+    full = sorted(getattr(model, "_full_attn_layer_idxs", ()) or ())
+    return {"values": values, "layers": sorted(layers, key=lambda x: x["index"]), "full": full}
+
+
+def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> dict[str, Any]:
+    """Each decoder layer's attention over image tokens: ``bidirectional`` where vLLM builds
+    mm-prefix ranges for the model, the layer is not a full-attention layer it clears them for,
+    and the layer's kernel applies them; ``causal`` otherwise (``dropped`` counts the layers
+    where the ranges were built but the kernel ignores them)."""
+    full = set(worker.get("full", ()))
+    modes, dropped, backends = [], [], set()
+    for layer in worker.get("layers", ()):
+        asked = mm_prefix_lm and layer["index"] not in full
+        applied = asked and layer["mm_prefix"]
+        modes.append("bidirectional" if applied else "causal")
+        if asked and not applied:
+            dropped.append(layer["index"])
+            backends.add(layer["backend"])
+    bidirectional = modes.count("bidirectional")
+    summary = f"image tokens attend bidirectionally on {bidirectional} of {len(modes)} layers"
+    if not mm_prefix_lm:
+        summary += " (vLLM builds no image ranges for this model)"
+    if dropped:
+        summary += (
+            f"; vLLM built image ranges for {len(dropped)} more, which their kernel "
+            f"({', '.join(sorted(backends))}) ignores (no mm-prefix support)"
+        )
+    return {"per_layer": modes, "dropped": dropped, "summary": summary}
+
+
+def read_settings(engine: Any, requested: Mapping[str, Any]) -> list[SettingReading]:
+    """One reading per requested setting, from inside ``engine`` (a started ``VllmEngine``)."""
+    vllm_config = engine.llm.llm_engine.vllm_config
+    dotted = [config_key(k) for k in requested if is_config_override(k)]
+    workers = engine.llm.apply_model(partial(worker_settings, keys=dotted))
+    first = workers[0]
+    if any(w != first for w in workers[1:]):
+        raise RuntimeError(f"workers disagree about the settings they run: {workers}")
+    mm_prefix_lm = bool(getattr(vllm_config.model_config, "is_mm_prefix_lm", False))
+    readings = []
+    for key, value in requested.items():
+        if is_config_override(key):
+            readings.append(_config_reading(key, value, first, mm_prefix_lm))
+        else:
+            readings.append(_engine_reading(key, value, engine, vllm_config, first))
+    return readings
+
+
+def _config_reading(
+    key: str, value: Any, worker: Mapping[str, Any], mm_prefix_lm: bool
+) -> SettingReading:
+    resolved = worker["values"].get(config_key(key))
+    detail = None
+    if config_key(key).endswith(BIDIRECTIONAL):
+        detail = image_attention(worker, mm_prefix_lm)["summary"]
+    return SettingReading(
+        key=key,
+        requested=value,
+        resolved=resolved,
+        where="the config the worker's model was built with",
+        reached=resolved == value,
+        detail=detail,
+    )
+
+
+def _engine_reading(
+    key: str, value: Any, engine: Any, vllm_config: Any, worker: Mapping[str, Any]
+) -> SettingReading:
+    provenance = engine.provenance
+    if key == "dtype":
+        weights = list(provenance.parameter_dtypes) if provenance else []
+        resolved = provenance.dtype if provenance else None
+        return SettingReading(
+            key=key,
+            requested=value,
+            resolved=resolved,
+            where="the engine's resolved dtype and the loaded weights' dtypes (workers)",
+            reached=value == "auto" or (resolved == value and weights == [value]),
+            detail=f"weights: {', '.join(weights) or 'unknown'}",
+        )
+    if key == "attention_backend":
+        used = sorted({layer["backend"] for layer in worker.get("layers", ())})
+        return SettingReading(
+            key=key,
+            requested=value,
+            resolved=", ".join(used),
+            where="the backend of every decoder attention layer (workers)",
+            reached=used == [str(value).upper()],
+        )
+    for section in CONFIG_SECTIONS:
+        holder = getattr(vllm_config, section, None)
+        if holder is not None and hasattr(holder, key):
+            resolved = _plain(getattr(holder, key))
+            return SettingReading(
+                key=key,
+                requested=value,
+                resolved=resolved,
+                where=f"vLLM's resolved {section}",
+                reached=_matches(value, resolved),
+            )
+    mm = getattr(vllm_config.model_config, "multimodal_config", None)
+    if key == "max_soft_tokens" and mm is not None:
+        resolved = (getattr(mm, "mm_processor_kwargs", None) or {}).get("max_soft_tokens")
+        return SettingReading(
+            key=key,
+            requested=value,
+            resolved=resolved,
+            where="vLLM's multimodal processor settings",
+            reached=resolved == value,
+        )
+    return SettingReading(
+        key=key,
+        requested=value,
+        resolved=None,
+        where="nowhere: vLLM's resolved configuration has no such field",
+        reached=None,
+    )
+
+
+def _matches(requested: Any, resolved: Any) -> bool:
+    """Equal, or a dict whose given entries all hold (vLLM adds its own defaults)."""
+    if isinstance(requested, Mapping) and isinstance(resolved, Mapping):
+        return all(_matches(v, resolved.get(k)) for k, v in requested.items())
+    if isinstance(resolved, str) and isinstance(requested, str):
+        return requested.upper() == resolved.upper()
+    return requested == resolved
