@@ -119,6 +119,7 @@ def scripted_run(
     out: Path,
     provenance: EngineProvenance | None,
     fail_ids: tuple[str, ...] = (),
+    side: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Path:
     samples = {s.id: s for s in load_release(data_root).samples}
@@ -130,7 +131,7 @@ def scripted_run(
         fail_ids=fail_ids,
     )
     config = config_for(data_root, **overrides)
-    execute_run(config, out, quiet=True, backend_factory=lambda _config: backend)
+    execute_run(config, out, quiet=True, backend_factory=lambda _config: backend, side=side)
     return out
 
 
