@@ -264,3 +264,25 @@ def test_make_demo_runs_as_written(tmp_path):
     assert "pre-norm vs post-norm" in proc.stdout
     for name in ("comparison.md", "flips.csv", "report.html", "deltas.png"):
         assert (ROOT / "results" / "demo" / name).is_file()
+
+
+def test_the_readme_dtype_ab_is_proven_inside_both_engines_and_named_in_the_headline(
+    readme_run,
+):
+    found = [
+        (args, proc)
+        for _, args, proc in readme_run["results"]
+        if args[0] == "compare" and "--b-set" in args
+    ]
+    assert found, "the README shows an engine-side factor A/B"
+    args, proc = found[0]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'factor dtype "float32" -> "bfloat16": ' in proc.stdout
+    out = Path(args[args.index("--out") + 1])
+    for side, dtype in (("a-pre", "float32"), ("b-pre", "bfloat16")):
+        manifest = json.loads((out / side / "manifest.json").read_text())
+        (reading,) = manifest["side"]["readings"]
+        assert reading["key"] == "dtype" and reading["resolved"] == dtype and reading["reached"]
+        assert manifest["engine_provenance"]["parameter_dtypes"] == [dtype]
+        assert manifest["side"]["factor"] == {"dtype": ["float32", "bfloat16"]}
+        assert manifest["counts"]["recorded"] == manifest["counts"]["selected"] > 0
