@@ -22,7 +22,7 @@ import pytest
 from cli_helpers import ENGINE_ARGS, popen_cli, run_args, run_cli
 
 from screenspot_eval.backends.vllm.engine_args import is_vllm_cpu_build
-from screenspot_eval.errors import EXIT_BACKEND_FAILURE
+from screenspot_eval.errors import EXIT_BACKEND_FAILURE, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.server
 
@@ -188,6 +188,19 @@ def test_labelling_a_pre_server_post_is_refused(server, tiny_model_dir, synth_da
     assert proc.returncode == EXIT_BACKEND_FAILURE
     assert "embedder check failed" in proc.stderr
     assert not (tmp_path / "wrong" / "predictions.jsonl").exists()
+
+
+def test_a_release_factor_between_servers_of_one_installation_is_refused_before_any_sample(
+    server, tiny_model_dir, synth_data, tmp_path
+):
+    """`--factor vllm` reads both servers' provenance first: the same release is no factor."""
+    out = tmp_path / "release"
+    args = ["compare", "--a", "pre", "--b", "pre", "--endpoint-a", server["url"]]
+    args += ["--endpoint-b", server["url"], "--factor", "vllm", "--data", str(synth_data)]
+    proc = run_cli([*args, "--limit", "2", "--out", str(out), "--quiet"])
+    assert proc.returncode == EXIT_USER_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "does not differ between the servers (both vLLM" in proc.stderr
+    assert not list(out.rglob("predictions.jsonl"))
 
 
 def test_server_reports_its_engine_provenance_from_inside_the_workers(server):
