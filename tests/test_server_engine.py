@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from cli_helpers import ENGINE_ARGS, popen_cli, run_args, run_cli
+from cli_helpers import DECODING_ARGS, ENGINE_ARGS, popen_cli, run_args, run_cli
+from test_newest_transformers import newest_transformers  # noqa: F401  (a fixture)
 
 from screenspot_eval.backends.vllm.engine_args import is_vllm_cpu_build
 from screenspot_eval.errors import EXIT_BACKEND_FAILURE, EXIT_USER_ERROR
@@ -33,7 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[str]:
+def start_server(
+    model: Path, port: int, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     proc = popen_cli(
         [
             "serve",
@@ -47,7 +50,8 @@ def start_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.P
             "--log",
             str(log),
             *extra,
-        ]
+        ],
+        env,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -201,6 +205,46 @@ def test_a_release_factor_between_servers_of_one_installation_is_refused_before_
     assert proc.returncode == EXIT_USER_ERROR, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "does not differ between the servers (both vLLM" in proc.stderr
     assert not list(out.rglob("predictions.jsonl"))
+
+
+def test_two_installations_compare_with_the_release_as_the_declared_factor(
+    server,
+    newest_transformers,  # noqa: F811
+    tiny_model_dir,
+    synth_data,
+    tmp_path,
+):
+    """Issue 26's A/B across installations: the shared server (this environment) against one
+    served from a second installation (the newest transformers vLLM admits, first on
+    PYTHONPATH); `--factor vllm` allows exactly the release's provenance differences, names
+    them in the headline, and records both provenances."""
+    from importlib.metadata import version
+
+    port = free_port()
+    overlay = {"PYTHONPATH": str(newest_transformers)}
+    newer = start_server(
+        tiny_model_dir, port, tmp_path / "newer.log", *server["extra"], env=overlay
+    )
+    try:
+        out = tmp_path / "release"
+        args = ["compare", "--a", "pre", "--b", "pre", "--endpoint-a", server["url"]]
+        args += ["--endpoint-b", f"http://127.0.0.1:{port}", "--factor", "vllm"]
+        args += ["--data", str(synth_data), "--limit", "4", "--out", str(out), *DECODING_ARGS]
+        proc = run_cli(args)
+    finally:
+        stop_server(newer)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (dist,) = newest_transformers.glob("transformers-*.dist-info")
+    old, new = version("transformers"), dist.name.removesuffix(".dist-info").split("-")[1]
+    assert old != new
+    assert f'factor transformers_version "{old}" -> "{new}": ' in proc.stdout
+    assert "A/A control" not in proc.stdout
+    for side, expected in (("a-pre", old), ("b-pre", new)):
+        manifest = json.loads((out / side / "manifest.json").read_text())
+        assert manifest["engine_provenance"]["transformers_version"] == expected
+        assert manifest["counts"]["recorded"] == 4
+    report = (out / "comparison.md").read_text()
+    assert f'declared factor: provenance.transformers_version: "{old}" -> "{new}"' in report
 
 
 def test_server_reports_its_engine_provenance_from_inside_the_workers(server):

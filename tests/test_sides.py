@@ -217,7 +217,8 @@ def test_compare_of_two_folders_takes_a_declared_release_factor(data_root, tmp_p
     with pytest.raises(RunMismatchError, match="vllm_version"):
         compare_runs(a, b, tmp_path / "refused", n_resamples=200)
     result = compare_runs(a, b, tmp_path / "cmp", factor=("vllm",), n_resamples=200)
-    assert result.headline.startswith('factor provenance.vllm_version: "0.32.0" -> "0.34.0": ')
+    assert result.headline.startswith('factor vllm_version "0.32.0" -> "0.34.0": ')
+    assert '[vllm_version="0.34.0"]' in result.headline
     same = scripted_run(data_root, tmp_path / "same", fake_provenance())
     with pytest.raises(RunMismatchError, match="do not differ in the declared factor"):
         compare_runs(a, same, tmp_path / "none", factor=("vllm",), n_resamples=200)

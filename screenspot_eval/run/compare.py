@@ -141,15 +141,25 @@ def declared_factor(
     return factor
 
 
+def shown_factor(declared: dict[str, Any], a: Manifest, b: Manifest) -> dict[str, Any]:
+    """The factor with its two values: a side's setting as recorded, and a factor given by
+    name (``vllm``) as the provenance fields of it that differ (``transformers_version``)."""
+    shown = {k: v for k, v in declared.items() if v is not None}
+    given = [k for k, v in declared.items() if v is None]
+    paths = allowed_paths(given)
+    for d in provenance_differences(a.engine_provenance, b.engine_provenance):
+        if explained(d.describe(), paths):
+            shown[d.field] = (d.a, d.b)
+    return shown
+
+
 def side_label(variant: str, factor: dict[str, Any], index: int) -> str:
     """``pre-norm`` or, with a factor from the sides, ``pre-norm [dtype=bfloat16]``."""
-    shown = [
-        f"{k}={json.dumps(v[index], default=str)}"
-        for k, v in factor.items()
-        if v is not None and k != EMBEDDER
+    values = [
+        f"{k}={json.dumps(v[index], default=str)}" for k, v in factor.items() if k != EMBEDDER
     ]
     label = variant_label(variant)
-    return f"{label} [{', '.join(shown)}]" if shown else label
+    return f"{label} [{', '.join(values)}]" if values else label
 
 
 def compare_runs(
@@ -187,9 +197,9 @@ def compare_runs(
                 f"{run_a} and {run_b} do not differ in the declared factor "
                 f"({', '.join(declared)}): nothing to A/B"
             )
-        from_sides = {k: v for k, v in declared.items() if v is not None}
-        factor_line = describe_factor(from_sides) if from_sides else "; ".join(of_factor)
-        notes.append(f"declared factor: {'; '.join(of_factor) or factor_line}")
+        shown = shown_factor(declared, manifest_a, manifest_b)
+        factor_line = describe_factor({k: v for k, v in shown.items() if k != EMBEDDER})
+        notes.append(f"declared factor: {'; '.join(of_factor)}")
     what = f"the declared factor ({', '.join(declared)})" if declared else "the embedder variant"
     if differences and not allow_mismatch:
         listed = "\n  ".join(differences)
@@ -205,8 +215,9 @@ def compare_runs(
         if manifest.status != "complete":
             notes.append(f"{name} is not complete (status {manifest.status})")
     var_a, var_b = manifest_a.effective_variant, manifest_b.effective_variant
-    label_a = side_label(str(var_a), declared, 0)
-    label_b = side_label(str(var_b), declared, 1)
+    shown = shown_factor(declared, manifest_a, manifest_b) if declared else {}
+    label_a = side_label(str(var_a), shown, 0)
+    label_b = side_label(str(var_b), shown, 1)
     if label_a == label_b:
         label_a, label_b = f"A ({run_a.name})", f"B ({run_b.name})"
     paired = pair_records(frame_a, frame_b, shared_only=shared_only)
@@ -299,7 +310,7 @@ def run_ab(
     side B draws its own sampling seeds, so the control shows sampling noise rather than one
     draw twice."""
     factor = factor_of(a, b, config.engine)
-    control = not factor
+    control = not factor and not how.factor
     dir_a, dir_b = out / f"a-{a.variant}", out / f"b-{b.variant}"
     passes_a = side_passes(side_config(config, a, dir_a, how.endpoint_a), dir_a, how.repeats)
     offset = how.repeats if control else 0
@@ -312,7 +323,7 @@ def run_ab(
     if set(factor) - {EMBEDDER}:
         return _settings_factor(passes_a, passes_b, (a, b), factor, out, how, in_process)
     if how.factor:
-        notes.append(_server_factor(passes_a[0].config, passes_b[0].config, how.factor))
+        how.log(_server_factor(passes_a[0].config, passes_b[0].config, how.factor))
     variant_a, variant_b = a.variant, b.variant
     one_possible = in_process and (control or ({variant_a, variant_b} <= SWITCHABLE))
     if how.engines == "one" and not one_possible:
