@@ -39,7 +39,12 @@ from screenspot_eval.backends.sides import (
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.errors import UserError
 from screenspot_eval.run.compare import RunMismatchError, compare_runs
-from screenspot_eval.run.factor import FactorMismatchError, as_built, check_server_factor
+from screenspot_eval.run.factor import (
+    FactorMismatchError,
+    as_built,
+    check_server_factor,
+    requested,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIDI = "text_config.use_bidirectional_attention"
@@ -155,12 +160,23 @@ def test_a_factor_without_effect_on_the_probe_is_refused_never_reported_as_zero(
     assert "\n" not in message and "0.0 pp" in message
 
 
-def test_values_a_side_left_to_the_checkpoint_are_shown_as_its_engine_built_them():
-    factor = {BIDI: ("<checkpoint>", None)}
-    built = as_built(
-        factor, [reading(key=BIDI, resolved="vision")], [reading(key=BIDI, resolved=None)]
-    )
-    assert built == {BIDI: ("vision", None)}
+def test_the_factor_is_shown_as_the_engines_built_it():
+    factor = {BIDI: ("<checkpoint>", None), "dtype": ("auto", "bfloat16")}
+    readings_a = [reading(key=BIDI, resolved="vision"), reading(resolved="float32")]
+    readings_b = [reading(key=BIDI, resolved=None), reading(resolved="bfloat16")]
+    built = as_built(factor, readings_a, readings_b)
+    assert built == {BIDI: ("vision", None), "dtype": ("float32", "bfloat16")}
+
+
+def test_each_side_asks_for_its_own_settings_over_the_shared_ones():
+    a = apply_settings(BASE, {"dtype": "bfloat16"})
+    assert requested(a, ["dtype", BIDI, "text_config.x", "attention_backend"]) == {
+        "dtype": "bfloat16",
+        BIDI: "<checkpoint>",
+        "text_config.x": 1,
+        "attention_backend": "<vLLM default>",
+    }
+    assert requested(BASE, ["dtype"]) == {"dtype": "float32"}  # B did not set it: the shared one
 
 
 def test_two_servers_must_differ_in_the_declared_release_and_in_nothing_else():

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from screenspot_eval.backends.engines import EngineHandle
+from screenspot_eval.backends.engines import EngineHandle, EngineSettings
 from screenspot_eval.backends.provenance import EngineProvenance, provenance_differences
 from screenspot_eval.backends.sides import (
     DEFAULT_MARKERS,
@@ -58,9 +58,10 @@ def setting_keys(factor: dict[str, Any]) -> list[str]:
     return [key for key in factor if key != EMBEDDER]
 
 
-def requested(side: SideSettings, base: Any, keys: list[str]) -> dict[str, Any]:
-    """What a side asks each factor setting to be (the base value where it sets none)."""
-    return {key: setting_value(base, side.settings, key) for key in keys}
+def requested(engine: EngineSettings, keys: list[str]) -> dict[str, Any]:
+    """What a side's engine settings (its own laid over the shared ones) ask each factor
+    setting to be; a marker where neither sets it (the checkpoint's or vLLM's own value)."""
+    return {key: setting_value(engine, {}, key) for key in keys}
 
 
 def prove_side(engine: EngineHandle, name: str, wanted: dict[str, Any]) -> list[SettingReading]:
@@ -88,14 +89,11 @@ def require_built_differently(
 def as_built(
     factor: dict[str, Any], readings_a: list[SettingReading], readings_b: list[SettingReading]
 ) -> dict[str, Any]:
-    """The factor with each value a side left unset (the checkpoint's) as its engine built it."""
+    """The factor as the two engines built it (``dtype`` ``auto`` made concrete, a value left
+    to the checkpoint read from the model's config): what the headline and manifests show."""
     built = dict(factor)
     for a, b in zip(readings_a, readings_b, strict=True):
-        left, right = factor[a.key]
-        built[a.key] = (
-            a.resolved if is_default(left) else left,
-            b.resolved if is_default(right) else right,
-        )
+        built[a.key] = (a.resolved, b.resolved)
     return built
 
 
@@ -110,19 +108,19 @@ def run_factor_sides(
 ) -> tuple[list[RunResult], list[RunResult], list[str]]:
     """Both sides on fresh engines, each proven from inside before any sample runs."""
     a, b = sides
-    base = passes_a[0].config.engine
+    engine_a, engine_b = passes_a[0].config.engine, passes_b[0].config.engine
     keys = setting_keys(factor)
     start_a = engine_starter(passes_a[0].config, out)
     start_b = engine_starter(passes_b[0].config, out)
     engine = start_a(a.variant)
     try:
-        readings_a = prove_side(engine, "A", requested(a, base, keys))
+        readings_a = prove_side(engine, "A", requested(engine_a, keys))
         probe_a = engine.probe_logprobs()
     finally:
         engine.close()
     engine = start_b(b.variant)
     try:
-        readings_b = prove_side(engine, "B", requested(b, base, keys))
+        readings_b = prove_side(engine, "B", requested(engine_b, keys))
         require_built_differently(readings_a, readings_b)
         factor = as_built(factor, readings_a, readings_b)
         probe = require_effect(
@@ -147,7 +145,7 @@ def run_factor_sides(
     record_a = side_record("A", a, factor, readings_a, probe)
     engine = start_a(a.variant)
     try:
-        prove_side(engine, "A", requested(a, base, keys))
+        prove_side(engine, "A", requested(engine_a, keys))
         results_a = run_passes(
             [replace(p, side=record_a) for p in passes_a],
             backend_factory=borrowing(engine),
