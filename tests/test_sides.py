@@ -31,7 +31,6 @@ from screenspot_eval.backends.sides import (
     factor_of,
     parse_settings,
     probe_difference,
-    read_sides_file,
     require_applied,
     require_effect,
     resolve_sides,
@@ -116,8 +115,47 @@ def test_every_shipped_sides_file_resolves_and_declares_a_factor():
     files = sorted((REPO / "configs" / "factors").glob("*.toml"))
     assert files
     for path in files:
-        a, b = read_sides_file(path).values()
-        assert factor_of(a, b, EngineSettings(model="m")), path.name
+        a, b = resolve_sides(None, None, file=path)
+        assert set(factor_of(a, b, EngineSettings(model="m"))) - {EMBEDDER}, path.name
+
+
+def test_sides_with_settings_default_to_one_variant_so_the_embedder_is_no_second_factor():
+    a, b = resolve_sides(None, None, (), ["dtype=bfloat16"])
+    assert (a.variant, b.variant) == ("pre", "pre")
+    a, b = resolve_sides("post", None, (), ["dtype=bfloat16"])  # asked for: both factors
+    assert factor_of(a, b, BASE) == {EMBEDDER: ("post", "pre"), "dtype": ("float32", "bfloat16")}
+
+
+def test_a_setting_has_one_spelling_and_is_given_once():
+    long = parse_settings(["hf_overrides.text_config.x=2"], "--a-set")
+    assert long == parse_settings(["text_config.x=2"], "--b-set") == {"text_config.x": 2}
+    assert parse_settings(["hf_overrides.image_token_id=7"], "--a-set") == {
+        "hf_overrides.image_token_id": 7
+    }
+    with pytest.raises(UserError, match="given twice"):
+        parse_settings(["dtype=float16", "dtype=bfloat16"], "--b-set")
+    with pytest.raises(UserError, match="given twice"):
+        parse_settings(["text_config.x=1", "hf_overrides.text_config.x=2"], "--b-set")
+    with pytest.raises(UserError, match="one is a field of the other"):
+        parse_settings(["text_config.x=1", "text_config.x.y=2"], "--b-set")
+    with pytest.raises(UserError, match="places the engine"):
+        parse_settings(["max_num_seqs=4"], "--b-set")
+
+
+def test_an_invalid_engine_value_on_a_side_is_a_clear_error():
+    with pytest.raises(UserError, match="max_soft_tokens must be one of"):
+        apply_settings(BASE, {"max_soft_tokens": 100})
+
+
+def test_a_sides_file_reads_tables_as_the_command_line_reads_keys(tmp_path):
+    path = tmp_path / "sides.toml"
+    path.write_text(
+        "[b]\nvariant = 'pre'\n[b.set]\ntext_config.use_bidirectional_attention = 'null'\n"
+        "mm_processor_kwargs = { max_soft_tokens = 560 }\n"
+    )
+    a, b = resolve_sides(None, None, file=path)
+    assert b.settings == {BIDI: None, "mm_processor_kwargs": {"max_soft_tokens": 560}}
+    assert a.variant == "pre"  # settings on a side: one variant by default
 
 
 def test_a_broken_sides_file_is_a_clear_error(tmp_path):
@@ -125,14 +163,22 @@ def test_a_broken_sides_file_is_a_clear_error(tmp_path):
     for text, message in (
         ("[a\n", "not valid TOML"),
         ("[c]\nvariant='pre'\n", r"only tables \[a\] and \[b\]"),
-        ("[a]\nvariant='sideways'\n", r"\[a\]"),
         ("[b.set]\nnorm='pre'\n", r"\[b.set\] norm"),
+        ("a = 'pre'\n", "must be tables"),
+        ("[a]\nset = 'x'\n", "must be tables"),
+        ("[a]\nvaraint = 'pre'\n", r"only variant and set, not \['varaint'\]"),
+        ("[a]\nvariant = 3\n", "variant must be a string"),
     ):
         bad.write_text(text)
         with pytest.raises(UserError, match=message):
-            read_sides_file(bad)
+            resolve_sides(None, None, file=bad)
+    bad.write_text("[a]\nvariant='sideways'\n")
+    with pytest.raises(UserError, match="--a must be one of"):
+        resolve_sides(None, None, file=bad)
+    bad.write_text("[b.set]\nwhen = 2026-12-06\n")  # a TOML date: read as text, no crash
+    assert resolve_sides(None, None, file=bad)[1].settings == {"when": "2026-12-06"}
     with pytest.raises(UserError, match="not found"):
-        read_sides_file(tmp_path / "missing.toml")
+        resolve_sides(None, None, file=tmp_path / "missing.toml")
 
 
 def reading(**fields: Any) -> SettingReading:
@@ -263,3 +309,40 @@ def test_the_command_hands_the_library_exactly_the_sides_it_was_given(monkeypatc
                              "--sides", str(shipped), "--factor", "vllm"])  # fmt: skip
     assert seen["b"].settings == {BIDI: None} and seen["how"].factor == ("vllm",)
     json.dumps(seen["b"].model_dump())  # recordable as given
+
+
+def test_what_the_proven_engines_resolved_from_the_factor_is_allowed_and_listed(
+    data_root, tmp_path
+):
+    record = {**side_record("x", DTYPE), "resolved_from_factor": ["attention_backends"]}
+    a = scripted_run(
+        data_root, tmp_path / "a", fake_provenance(), side=record, **{"engine.dtype": "float32"}
+    )
+    changed = fake_provenance(
+        dtype="bfloat16", parameter_dtypes=("bfloat16",), attention_backends=("decoder:OTHER",)
+    )
+    b = scripted_run(
+        data_root, tmp_path / "b", changed, side=record, **{"engine.dtype": "bfloat16"}
+    )
+    result = compare_runs(a, b, tmp_path / "cmp", n_resamples=200)
+    assert any("provenance.attention_backends" in n for n in result.notes)
+    plain = scripted_run(data_root, tmp_path / "c", changed, side=side_record("c", DTYPE),
+                         **{"engine.dtype": "bfloat16"})  # fmt: skip
+    with pytest.raises(RunMismatchError, match="attention_backends"):
+        compare_runs(a, plain, tmp_path / "cmp2", n_resamples=200)
+
+
+def test_settings_against_servers_and_a_factor_beside_settings_are_refused(tmp_path):
+    from screenspot_eval.run.compare import SideRuns, compare_variants
+    from screenspot_eval.run.config import resolve_config
+
+    config = resolve_config(None, {"engine.model": "m", "out": str(tmp_path)})
+    a, b = SideSettings(variant="pre"), SideSettings(variant="pre", settings={"dtype": "half"})
+    served = SideRuns(endpoint_a="http://127.0.0.1:1", endpoint_b="http://127.0.0.1:2")
+    with pytest.raises(UserError, match="a server's settings are set where it is served"):
+        compare_variants(config, a, b, served)
+    with pytest.raises(UserError, match="--factor declares what differs"):
+        compare_variants(config, a, b, SideRuns(factor=("vllm",)))
+    with pytest.raises(UserError, match="each needs an engine of its own"):
+        compare_variants(config, a, b, SideRuns(engines="one"))
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from screenspot_eval.backends.overrides import merge_nested, nested, parse_overrides
 from screenspot_eval.backends.variant import Variant
-from screenspot_eval.backends.vllm.engine_args import EngineSettings
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.errors import UserError
 
 HF_PREFIX = "hf_overrides."
@@ -38,12 +38,29 @@ VLLM_DEFAULT = "<vLLM default>"
 DEFAULT_MARKERS: frozenset[str] = frozenset({CHECKPOINT_VALUE, VLLM_DEFAULT})
 #: The factor that names the embedder variant (``--a`` and ``--b``).
 EMBEDDER = "embedder"
+#: A factor entry naming a provenance field the proven engines resolved differently.
+PROVENANCE_KEY = "provenance."
 #: The factor that names the vLLM installation (servers from two installations).
 VLLM_RELEASE = "vllm"
 #: Engine settings a side may not set: the model is the thing evaluated, the variant has its
 #: own option, and the rest decide placement, not the computation.
 NOT_SIDE_SETTINGS: frozenset[str] = frozenset(
-    {"model", "norm", "extra", "engine_core", "allow_untested_vllm"}
+    {
+        "model",
+        "norm",
+        "extra",
+        "engine_core",
+        "allow_untested_vllm",
+        "max_num_seqs",
+        "gpu_memory_utilization",
+        "data_parallel_size",
+        "distributed_executor_backend",
+    }
+)
+#: The checkpoint's sub-configs: a nested table under one of them in a sides file is a config
+#: override; any other nested table is an engine argument that takes a dict.
+CONFIG_TABLES: frozenset[str] = frozenset(
+    {"hf_overrides", "text_config", "vision_config", "audio_config"}
 )
 #: Provenance fields a declared factor may change besides its own setting (what the engine
 #: resolved from it); every other outcome-changing difference is refused.
@@ -52,6 +69,7 @@ PROVENANCE_OF: dict[str, tuple[str, ...]] = {
     "kv_cache_dtype": ("kv_cache_dtype",),
     "quantization": ("quantization", "parameter_dtypes"),
     "attention_backend": ("attention_backends",),
+    "mm_processor_kwargs": (),
     "enforce_eager": ("enforce_eager", "compilation_mode", "cudagraph_mode"),
     "compilation_config": ("compilation_mode", "cudagraph_mode"),
     "enable_chunked_prefill": ("chunked_prefill",),
@@ -65,7 +83,10 @@ PROVENANCE_OF: dict[str, tuple[str, ...]] = {
     ),
 }
 #: Manifest entries (beside the settings) a declared factor may change.
-RECORDED_OF: dict[str, tuple[str, ...]] = {"max_soft_tokens": ("image_budget",)}
+RECORDED_OF: dict[str, tuple[str, ...]] = {
+    "max_soft_tokens": ("image_budget",),
+    "mm_processor_kwargs": ("image_budget",),
+}
 
 
 class SideSettings(BaseModel):
@@ -82,20 +103,38 @@ class SideSettings(BaseModel):
 
 
 def parse_settings(items: Iterable[str], option: str) -> dict[str, Any]:
-    """``["dtype=bfloat16", "text_config.x=null"]`` -> ``{"dtype": "bfloat16", ...}``."""
+    """``["dtype=bfloat16", "text_config.x=null"]`` -> ``{"dtype": "bfloat16", ...}``, keys
+    in one spelling (``hf_overrides.text_config.x`` is ``text_config.x``); a key given twice,
+    or one that is part of another, is refused."""
+    items = list(items)
     try:
         parsed = parse_overrides(items)
     except UserError as exc:
         raise UserError(str(exc).replace("--override", option)) from exc
-    for key in parsed:
-        plain = key.removeprefix(HF_PREFIX)
+    canonical: dict[str, Any] = {}
+    for key, value in parsed.items():
         if "." not in key and key in NOT_SIDE_SETTINGS:
-            raise UserError(
-                f"{option} {key}: not a side setting ({_not_side_reason(key)})"
-            ) from None
-        if not plain:
-            raise UserError(f"{option} {key}: name a config field after {HF_PREFIX}")
-    return parsed
+            raise UserError(f"{option} {key}: not a side setting ({_not_side_reason(key)})")
+        name = canonical_key(key)
+        if name in canonical:
+            raise UserError(f"{option} {key}: given twice")
+        canonical[name] = value
+    if len(parsed) < len(items):
+        keys = [canonical_key(item.partition("=")[0].strip()) for item in items]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise UserError(f"{option} {', '.join(twice)}: given twice")
+    for key in canonical:
+        for other in canonical:
+            if other.startswith(key + "."):
+                raise UserError(f"{option} {key} and {other}: one is a field of the other")
+    return canonical
+
+
+def canonical_key(key: str) -> str:
+    """One spelling per setting: ``hf_overrides.`` is dropped where the rest has a dot (which
+    already makes it a config override); a top-level config field keeps it."""
+    rest = key.removeprefix(HF_PREFIX)
+    return rest if "." in rest else key
 
 
 def _not_side_reason(key: str) -> str:
@@ -132,9 +171,11 @@ def apply_settings(engine: EngineSettings, settings: Mapping[str, Any]) -> Engin
             extra[key] = value
     data["extra"] = extra
     try:
-        return EngineSettings.model_validate(data)
+        engine = EngineSettings.model_validate(data)
+        llm_kwargs(engine)  # buildable engine arguments, as for the shared settings
     except ValueError as exc:
         raise UserError(f"a side's settings do not make valid engine settings:\n{exc}") from exc
+    return engine
 
 
 def factor_of(a: SideSettings, b: SideSettings, base: EngineSettings) -> dict[str, Any]:
@@ -172,7 +213,9 @@ def allowed_paths(factor: Iterable[str]) -> tuple[str, ...]:
     for key in factor:
         if key == EMBEDDER:
             continue
-        if is_config_override(key):
+        if key.startswith(PROVENANCE_KEY):  # a field the engines resolved from the factor
+            paths.append(key)
+        elif is_config_override(key):
             paths.append(f"settings.engine.extra.hf_overrides.{config_key(key)}")
         elif key in EngineSettings.model_fields:
             paths.append(f"settings.engine.{key}")
@@ -197,11 +240,15 @@ def describe_factor(factor: Mapping[str, Any]) -> str:
     )
 
 
-def read_sides_file(path: Path) -> dict[str, SideSettings]:
-    """A TOML file with tables ``[a]`` and ``[b]``: ``variant`` and a ``set`` table of
-    settings, keys as on the command line (a config override quoted whole:
-    ``"text_config.use_bidirectional_attention" = "null"``; a string value is read as JSON
-    where it is JSON, so ``"null"`` is null)."""
+SideFile = tuple[str | None, dict[str, Any]]  # a side's variant (None: not given), settings
+
+
+def read_sides_file(path: Path) -> dict[str, SideFile]:
+    """A TOML file with tables ``[a]`` and ``[b]``, each with an optional ``variant`` and a
+    ``set`` table of settings, keys and values as on the command line (a string value is read
+    as JSON where it is JSON, so ``"null"`` is null). A config override is a quoted dotted key
+    (``"text_config.use_bidirectional_attention" = "null"``) or a table under one of
+    :data:`CONFIG_TABLES`; any other table is an engine argument that takes a dict."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -211,19 +258,38 @@ def read_sides_file(path: Path) -> dict[str, SideSettings]:
     unknown = sorted(set(data) - {"a", "b"})
     if unknown:
         raise UserError(f"sides file {path}: only tables [a] and [b], not {unknown}")
-    sides = {}
+    sides: dict[str, SideFile] = {}
     for name, table in data.items():
-        items = [f"{k}={_as_text(v)}" for k, v in table.get("set", {}).items()]
-        settings = parse_settings(items, f"[{name}.set]")
-        try:
-            sides[name] = SideSettings(variant=table.get("variant", "pre"), settings=settings)
-        except ValueError as exc:
-            raise UserError(f"sides file {path}, [{name}]: {exc}") from exc
+        where = f"sides file {path}, [{name}]"
+        if not isinstance(table, dict) or not isinstance(table.get("set", {}), dict):
+            raise UserError(f"{where}: [{name}] and [{name}.set] must be tables")
+        extra = sorted(set(table) - {"variant", "set"})
+        if extra:
+            raise UserError(f"{where}: only variant and set, not {extra}")
+        variant = table.get("variant")
+        if variant is not None and not isinstance(variant, str):
+            raise UserError(f"{where}: variant must be a string")
+        flat = _flatten(table.get("set", {}))
+        items = [f"{k}={_as_text(v)}" for k, v in flat.items()]
+        sides[name] = (variant, parse_settings(items, f"[{name}.set]"))
     return sides
 
 
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A TOML ``set`` table as dotted keys: tables under a config table are walked into."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        top = dotted.split(".")[0]
+        if isinstance(value, Mapping) and top in CONFIG_TABLES:
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 class SettingReading(BaseModel):
@@ -296,6 +362,9 @@ def require_effect(
 
 
 DEFAULT_SIDES: tuple[Variant, Variant] = ("post", "pre")
+#: Sides with settings of their own default to one variant, so that the embedder is no second,
+#: undeclared factor.
+DEFAULT_WITH_SETTINGS: tuple[Variant, Variant] = ("pre", "pre")
 
 
 def resolve_sides(
@@ -305,17 +374,20 @@ def resolve_sides(
     b_set: Iterable[str] = (),
     file: Path | None = None,
 ) -> tuple[SideSettings, SideSettings]:
-    """The two sides, one precedence: the command line > the ``--sides`` file > post vs pre.
-    Settings merge key by key (a command-line setting replaces the file's)."""
+    """The two sides, one precedence: the command line > the ``--sides`` file > the
+    defaults (post vs pre; pre on both sides when either side has settings). Settings merge
+    key by key (a command-line setting replaces the file's)."""
     from_file = read_sides_file(file) if file is not None else {}
+    given = [(a, a_set), (b, b_set)]
+    merged = []
+    for name, (variant, items) in zip("ab", given, strict=True):
+        filed_variant, filed = from_file.get(name, (None, {}))
+        settings = {**filed, **parse_settings(items, f"--{name}-set")}
+        merged.append((variant or filed_variant, settings))
+    defaults = DEFAULT_WITH_SETTINGS if any(s for _, s in merged) else DEFAULT_SIDES
     sides = []
-    for name, variant, items, default in (
-        ("a", a, a_set, DEFAULT_SIDES[0]),
-        ("b", b, b_set, DEFAULT_SIDES[1]),
-    ):
-        filed = from_file.get(name)
-        settings = {**(filed.settings if filed else {}), **parse_settings(items, f"--{name}-set")}
-        chosen = variant or (filed.variant if filed else default)
+    for name, (variant, settings), default in zip("ab", merged, defaults, strict=True):
+        chosen = variant or default
         try:
             sides.append(SideSettings(variant=chosen, settings=settings))
         except ValueError:

@@ -74,9 +74,9 @@ def compare(
         servers = tuple(url for url in (endpoint_a, endpoint_b) if url)
         config = given.resolve(servers=servers, **{"engine.norm": side_a.variant})
         if print_config:
-            from screenspot_eval.run.config import describe_config
+            from screenspot_eval.run.compare import describe_sides
 
-            print_json(describe_config(config))
+            print_json(describe_sides(config, side_a, side_b))
             return
         how = SideRuns(
             engines=engines,

@@ -17,6 +17,7 @@ from screenspot_eval.backends.engines import EngineRotation
 from screenspot_eval.backends.provenance import provenance_differences
 from screenspot_eval.backends.sides import (
     EMBEDDER,
+    PROVENANCE_KEY,
     SideSettings,
     allowed_paths,
     apply_settings,
@@ -34,7 +35,7 @@ from screenspot_eval.report.repeats import (
     repeats_markdown,
     write_repeats_comparison,
 )
-from screenspot_eval.run.config import RunConfig, diff_settings, require_out
+from screenspot_eval.run.config import RunConfig, describe_config, diff_settings, require_out
 from screenspot_eval.run.repeats import (
     Pass,
     borrowing,
@@ -136,6 +137,9 @@ def declared_factor(
     factor: dict[str, Any] = {}
     if a.side and b.side and a.side.get("factor") == b.side.get("factor"):
         factor.update({k: tuple(v) for k, v in (a.side.get("factor") or {}).items()})
+        resolved = a.side.get("resolved_from_factor") or ()
+        if resolved == (b.side.get("resolved_from_factor") or ()):
+            factor.update({f"{PROVENANCE_KEY}{field}": None for field in resolved})
     for key in given or ():
         factor.setdefault(key, None)
     return factor
@@ -145,7 +149,7 @@ def shown_factor(declared: dict[str, Any], a: Manifest, b: Manifest) -> dict[str
     """The factor with its two values: a side's setting as recorded, and a factor given by
     name (``vllm``) as the provenance fields of it that differ (``transformers_version``)."""
     shown = {k: v for k, v in declared.items() if v is not None}
-    given = [k for k, v in declared.items() if v is None]
+    given = [k for k, v in declared.items() if v is None and not k.startswith(PROVENANCE_KEY)]
     paths = allowed_paths(given)
     for d in provenance_differences(a.engine_provenance, b.engine_provenance):
         if explained(d.describe(), paths):
@@ -198,7 +202,7 @@ def compare_runs(
                 f"({', '.join(declared)}): nothing to A/B"
             )
         shown = shown_factor(declared, manifest_a, manifest_b)
-        factor_line = describe_factor({k: v for k, v in shown.items() if k != EMBEDDER})
+        factor_line = describe_factor(shown)
         notes.append(f"declared factor: {'; '.join(of_factor)}")
     what = f"the declared factor ({', '.join(declared)})" if declared else "the embedder variant"
     if differences and not allow_mismatch:
@@ -280,6 +284,18 @@ def side_config(
     return config.model_copy(update={"engine": engine, "runtime": runtime, "out": str(out)})
 
 
+def describe_sides(config: RunConfig, a: SideSettings, b: SideSettings) -> dict[str, Any]:
+    """What ``compare --print-config`` shows: the shared configuration as one side resolves
+    it, or, when the sides have settings of their own, each side's (with its vLLM arguments)."""
+    if not (a.settings or b.settings):
+        return describe_config(config)
+    out = Path(config.out or ".")
+    return {
+        name: describe_config(side_config(config, side, out / f"{name}-{side.variant}", None))
+        for name, side in (("a", a), ("b", b))
+    }
+
+
 @dataclass(frozen=True)
 class SideRuns:
     """How :func:`run_ab` runs the two sides, declared once for it and :func:`compare_variants`
@@ -320,8 +336,19 @@ def run_ab(
     kwargs = how.pass_settings()
     notes: list[str] = [f"A/A control: {a.describe()} on both sides"] if control else []
     in_process = not how.endpoint_a and not how.endpoint_b and not config.runtime.endpoints
+    if (a.settings or b.settings) and not in_process:
+        raise UserError(
+            "--a-set / --b-set set the in-process engine; a server's settings are set where it "
+            "is served (`screenspot-eval serve --engine-arg ...`): compare two servers with "
+            "--endpoint-a / --endpoint-b and declare what differs with --factor"
+        )
+    if how.factor and (a.settings or b.settings):
+        raise UserError(
+            "--factor declares what differs between two servers or two run folders; in-process "
+            "sides declare it with their own settings (--a-set / --b-set)"
+        )
     if set(factor) - {EMBEDDER}:
-        return _settings_factor(passes_a, passes_b, (a, b), factor, out, how, in_process)
+        return _settings_factor(passes_a, passes_b, (a, b), factor, out, how)
     if how.factor:
         how.log(_server_factor(passes_a[0].config, passes_b[0].config, how.factor))
     variant_a, variant_b = a.variant, b.variant
@@ -354,17 +381,10 @@ def _settings_factor(
     factor: dict[str, Any],
     out: Path,
     how: SideRuns,
-    in_process: bool,
 ) -> tuple[list[RunResult], list[RunResult], list[str]]:
     """Sides whose engine settings differ: fresh engines, each proven before any sample."""
     from screenspot_eval.run.factor import run_factor_sides
 
-    if not in_process:
-        raise UserError(
-            "--a-set / --b-set set the in-process engine; a server's settings are set where it "
-            "is served (`screenspot-eval serve --engine-arg ...`): compare two servers with "
-            "--endpoint-a / --endpoint-b and declare what differs with --factor"
-        )
     if how.engines == "one":
         raise UserError(
             f"the sides differ in engine settings ({describe_factor(factor)}): each needs an "

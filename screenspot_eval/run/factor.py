@@ -116,6 +116,7 @@ def run_factor_sides(
     try:
         readings_a = prove_side(engine, "A", requested(engine_a, keys))
         probe_a = engine.probe_logprobs()
+        provenance_a = engine.provenance
     finally:
         engine.close()
     engine = start_b(b.variant)
@@ -133,8 +134,9 @@ def run_factor_sides(
                 if r.detail
             ],
         )
+        resolved = resolved_differences(provenance_a, engine.provenance)
         log(f"factor {describe_factor(factor)}: proven inside both engines; {probe}")
-        record_b = side_record("B", b, factor, readings_b, probe)
+        record_b = side_record("B", b, factor, readings_b, probe, resolved)
         results_b = run_passes(
             [replace(p, side=record_b) for p in passes_b],
             backend_factory=borrowing(engine),
@@ -142,10 +144,15 @@ def run_factor_sides(
         )
     finally:
         engine.close()
-    record_a = side_record("A", a, factor, readings_a, probe)
+    record_a = side_record("A", a, factor, readings_a, probe, resolved)
     engine = start_a(a.variant)
     try:
-        prove_side(engine, "A", requested(engine_a, keys))
+        again = prove_side(engine, "A", requested(engine_a, keys))
+        if [r.resolved for r in again] != [r.resolved for r in readings_a]:
+            raise FactorMismatchError(
+                "side A's engine, started again for its samples, built the model differently "
+                f"from the one proven first: {[r.describe() for r in again]}"
+            )
         results_a = run_passes(
             [replace(p, side=record_a) for p in passes_a],
             backend_factory=borrowing(engine),
@@ -155,10 +162,22 @@ def run_factor_sides(
         engine.close()
     notes = [
         f"factor {describe_factor(factor)}: {FRESH_ENGINES}; {probe}",
+        *(
+            [f"the engines resolved from the factor: {', '.join(resolved)} differ"]
+            if resolved
+            else []
+        ),
         *(f"A: {r.describe()}" for r in readings_a),
         *(f"B: {r.describe()}" for r in readings_b),
     ]
     return results_a, results_b, notes
+
+
+def resolved_differences(a: EngineProvenance | None, b: EngineProvenance | None) -> list[str]:
+    """Provenance fields in which the two proven engines differ. Both were started from the
+    same settings but the factor, so the factor decided them (on a GPU, image ranges can change
+    the attention backend vLLM picks): the comparison allows them and lists them."""
+    return [d.field for d in provenance_differences(a, b) if d.changes_outcomes]
 
 
 def side_record(
@@ -167,6 +186,7 @@ def side_record(
     factor: dict[str, Any],
     readings: list[SettingReading],
     probe: str,
+    resolved: list[str],
 ) -> dict[str, Any]:
     """The manifest's ``side`` entry: everything that says what this side was and ran."""
     return {
@@ -176,6 +196,7 @@ def side_record(
         "factor": {key: list(values) for key, values in factor.items()},
         "readings": [r.model_dump(mode="json") for r in readings],
         "probe": probe,
+        "resolved_from_factor": resolved,
         "engines": FRESH_ENGINES,
     }
 

@@ -158,7 +158,7 @@ def _engine_reading(
             requested=value,
             resolved=resolved,
             where="the engine's resolved dtype and the loaded weights' dtypes (workers)",
-            reached=value == "auto" or (resolved == value and weights == [value]),
+            reached=value == "auto" or (resolved == _dtype(value) and weights == [resolved]),
             detail=f"weights: {', '.join(weights) or 'unknown'}",
         )
     if key == "attention_backend":
@@ -170,27 +170,24 @@ def _engine_reading(
             where="the backend of every decoder attention layer (workers)",
             reached=used == [str(value).upper()],
         )
+    if key == "batch_invariant":
+        resolved = provenance.batch_invariant if provenance else None
+        return _reading(key, value, resolved, "VLLM_BATCH_INVARIANT as the workers see it")
+    if key in MULTIMODAL_FIELDS or key == "max_soft_tokens":
+        mm = getattr(vllm_config.model_config, "multimodal_config", None)
+        kwargs = dict(getattr(mm, "mm_processor_kwargs", None) or {})
+        if key == "max_soft_tokens":
+            return _reading(key, value, kwargs.get(key), "vLLM's multimodal processor settings")
+        return _reading(key, value, getattr(mm, key, None), "vLLM's resolved multimodal_config")
     for section in CONFIG_SECTIONS:
         holder = getattr(vllm_config, section, None)
-        if holder is not None and hasattr(holder, key):
-            resolved = _plain(getattr(holder, key))
-            return SettingReading(
-                key=key,
-                requested=value,
-                resolved=resolved,
-                where=f"vLLM's resolved {section}",
-                reached=_matches(value, resolved),
-            )
-    mm = getattr(vllm_config.model_config, "multimodal_config", None)
-    if key == "max_soft_tokens" and mm is not None:
-        resolved = (getattr(mm, "mm_processor_kwargs", None) or {}).get("max_soft_tokens")
-        return SettingReading(
-            key=key,
-            requested=value,
-            resolved=resolved,
-            where="vLLM's multimodal processor settings",
-            reached=resolved == value,
-        )
+        field = RENAMED.get(key, key)
+        if holder is not None and field in _fields(holder):
+            return _reading(key, value, getattr(holder, field), f"vLLM's resolved {section}")
+    holder = getattr(vllm_config, key, None)
+    if isinstance(value, Mapping) and holder is not None:  # a config object (compilation_config)
+        resolved = {k: getattr(holder, k, "<absent>") for k in value}
+        return _reading(key, value, resolved, f"vLLM's resolved {key}")
     return SettingReading(
         key=key,
         requested=value,
@@ -200,8 +197,42 @@ def _engine_reading(
     )
 
 
+#: Engine arguments vLLM keeps in its multimodal config (``ModelConfig`` only passes them on).
+MULTIMODAL_FIELDS = frozenset({"mm_processor_kwargs", "limit_mm_per_prompt"})
+#: Engine arguments stored under another name in vLLM's resolved configuration.
+RENAMED = {"kv_cache_dtype": "cache_dtype"}
+#: Spellings vLLM accepts for one dtype.
+DTYPE_ALIASES = {"half": "float16", "float": "float32", "bf16": "bfloat16"}
+
+
+def _fields(holder: Any) -> set[str]:
+    """A config's real fields (a dataclass's init-only arguments, read back as None, are not)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(holder):
+        return {f.name for f in dataclasses.fields(holder)}
+    return set(vars(holder)) if hasattr(holder, "__dict__") else set()
+
+
+def _reading(key: str, value: Any, raw: Any, where: str) -> SettingReading:
+    """A reading of a value in vLLM's configuration (shown JSON-safe, matched as it is)."""
+    shown = {k: _plain(v) for k, v in raw.items()} if isinstance(raw, Mapping) else _plain(raw)
+    return SettingReading(
+        key=key, requested=value, resolved=shown, where=where, reached=_matches(value, raw)
+    )
+
+
+def _dtype(name: Any) -> Any:
+    return DTYPE_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def _matches(requested: Any, resolved: Any) -> bool:
-    """Equal, or a dict whose given entries all hold (vLLM adds its own defaults)."""
+    """Equal, or a dict whose given entries all hold (vLLM adds its own defaults); an enum
+    matches its value or its name."""
+    if isinstance(resolved, enum.Enum):
+        return requested in (resolved.value, resolved.name) or (
+            isinstance(requested, str) and requested.upper() == resolved.name
+        )
     if isinstance(requested, Mapping) and isinstance(resolved, Mapping):
         return all(_matches(v, resolved.get(k)) for k, v in requested.items())
     if isinstance(resolved, str) and isinstance(requested, str):
