@@ -258,6 +258,24 @@ def test_503_once_is_retried(stubs):
     assert completion.attempts == 2
 
 
+def test_a_request_the_server_aborted_is_retried_never_recorded_as_the_answer(stubs):
+    """vLLM answers 200 with finish_reason "abort" (and the text so far) for requests in flight
+    when it shuts down: no answer of the model's (seen in the soak benchmark's restart)."""
+
+    def respond(n: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if n == 1:
+            aborted = {"message": {"role": "assistant", "content": ""}, "finish_reason": "abort"}
+            return 200, {"choices": [aborted], "usage": {}}
+        return _answer(n, body)
+
+    stub = stubs(respond)
+    [completion] = _run(_backend(stub), 1)
+    assert completion.ok and completion.text == "answer: s0" and completion.attempts == 2
+    always = stubs(lambda n, body: respond(1, body))
+    [failed] = _run(_backend(always, max_retries=1), 1)
+    assert not failed.ok and "finish_reason 'abort'" in (failed.error or "")
+
+
 def test_persistent_500_is_recorded_as_failure_after_all_retries(stubs):
     stub = stubs(lambda n, body: (500, {"error": "boom"}))
     [completion] = _run(_backend(stub, max_retries=3), 1)

@@ -46,6 +46,7 @@ from screenspot_eval.backends.http.payload import (
     encode_image_data_url,
     parse_chat_response,
     server_root,
+    unanswered_reason,
 )
 from screenspot_eval.backends.http.pool import (
     LOST_CONNECTION,
@@ -261,12 +262,18 @@ class HttpBackend(Backend):
             except httpx.TransportError as exc:
                 error = f"{endpoint.url}: {type(exc).__name__} ({str(exc) or 'no detail'})"
             else:
-                if response.status_code == 200:
+                unanswered = unanswered_reason(response) if response.status_code == 200 else None
+                if response.status_code == 200 and unanswered is None:
                     return parse_chat_response(
                         response, sample_id, latency, attempts, endpoint.url, image_token_id
                     )
                 error = f"{endpoint.url}: HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code != 429 and response.status_code < 500:
+                if unanswered is not None:
+                    error = (
+                        f"{endpoint.url}: the server ended the request unanswered "
+                        f"(finish_reason {unanswered!r}, e.g. while shutting down)"
+                    )
+                elif response.status_code != 429 and response.status_code < 500:
                     return Completion(
                         sample_id, None, error, latency, attempts=attempts, endpoint=endpoint.url
                     )

@@ -104,6 +104,21 @@ def chat_payload(
     return body
 
 
+#: How vLLM ends a request it did not answer: ``abort`` (the engine shut down or dropped it,
+#: with the text so far, often none) and ``error`` (a retryable internal error). Such a 200 is
+#: no answer of the model's: it is retried like a 5xx, never recorded as the model's output.
+UNANSWERED_FINISH_REASONS: frozenset[str] = frozenset({"abort", "error"})
+
+
+def unanswered_reason(response: httpx.Response) -> str | None:
+    """The finish reason of a 200 that carries no finished answer, else None."""
+    try:
+        reason = response.json()["choices"][0].get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return reason if reason in UNANSWERED_FINISH_REASONS else None
+
+
 def parse_chat_response(
     response: httpx.Response,
     sample_id: str,
