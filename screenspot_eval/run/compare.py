@@ -36,6 +36,7 @@ from screenspot_eval.report.repeats import (
     write_repeats_comparison,
 )
 from screenspot_eval.run.config import RunConfig, describe_config, diff_settings, require_out
+from screenspot_eval.run.factor import run_factor_sides
 from screenspot_eval.run.repeats import (
     Pass,
     borrowing,
@@ -192,6 +193,7 @@ def compare_runs(
     declared = declared_factor(manifest_a, manifest_b, factor)
     differences = settings_differences(manifest_a, manifest_b)
     factor_line = None
+    shown = shown_factor(declared, manifest_a, manifest_b) if declared else {}
     if declared:
         paths = allowed_paths(declared)
         of_factor = [d for d in differences if explained(d, paths)]
@@ -201,7 +203,6 @@ def compare_runs(
                 f"{run_a} and {run_b} do not differ in the declared factor "
                 f"({', '.join(declared)}): nothing to A/B"
             )
-        shown = shown_factor(declared, manifest_a, manifest_b)
         factor_line = describe_factor(shown)
         notes.append(f"declared factor: {'; '.join(of_factor)}")
     what = f"the declared factor ({', '.join(declared)})" if declared else "the embedder variant"
@@ -219,7 +220,6 @@ def compare_runs(
         if manifest.status != "complete":
             notes.append(f"{name} is not complete (status {manifest.status})")
     var_a, var_b = manifest_a.effective_variant, manifest_b.effective_variant
-    shown = shown_factor(declared, manifest_a, manifest_b) if declared else {}
     label_a = side_label(str(var_a), shown, 0)
     label_b = side_label(str(var_b), shown, 1)
     if label_a == label_b:
@@ -347,8 +347,13 @@ def run_ab(
             "--factor declares what differs between two servers or two run folders; in-process "
             "sides declare it with their own settings (--a-set / --b-set)"
         )
-    if set(factor) - {EMBEDDER}:
-        return _settings_factor(passes_a, passes_b, (a, b), factor, out, how)
+    if set(factor) - {EMBEDDER}:  # the model is built differently: an engine per side
+        if how.engines == "one":
+            raise UserError(
+                f"the sides differ in engine settings ({describe_factor(factor)}): each needs "
+                "an engine of its own; use --engines auto or two"
+            )
+        return run_factor_sides(passes_a, passes_b, (a, b), factor, out, how.log, **kwargs)
     if how.factor:
         how.log(_server_factor(passes_a[0].config, passes_b[0].config, how.factor))
     variant_a, variant_b = a.variant, b.variant
@@ -372,25 +377,6 @@ def run_ab(
     if in_process:
         notes.append("two engines: the model was loaded once per variant")
     return results_a, results_b, notes
-
-
-def _settings_factor(
-    passes_a: list[Pass],
-    passes_b: list[Pass],
-    sides: tuple[SideSettings, SideSettings],
-    factor: dict[str, Any],
-    out: Path,
-    how: SideRuns,
-) -> tuple[list[RunResult], list[RunResult], list[str]]:
-    """Sides whose engine settings differ: fresh engines, each proven before any sample."""
-    from screenspot_eval.run.factor import run_factor_sides
-
-    if how.engines == "one":
-        raise UserError(
-            f"the sides differ in engine settings ({describe_factor(factor)}): each needs an "
-            "engine of its own; use --engines auto or two"
-        )
-    return run_factor_sides(passes_a, passes_b, sides, factor, out, how.log, **how.pass_settings())
 
 
 def _server_factor(config_a: RunConfig, config_b: RunConfig, factor: tuple[str, ...]) -> str:
