@@ -69,7 +69,6 @@ PROVENANCE_OF: dict[str, tuple[str, ...]] = {
     "kv_cache_dtype": ("kv_cache_dtype",),
     "quantization": ("quantization", "parameter_dtypes"),
     "attention_backend": ("attention_backends",),
-    "mm_processor_kwargs": (),
     "enforce_eager": ("enforce_eager", "compilation_mode", "cudagraph_mode"),
     "compilation_config": ("compilation_mode", "cudagraph_mode"),
     "enable_chunked_prefill": ("chunked_prefill",),
@@ -106,23 +105,18 @@ def parse_settings(items: Iterable[str], option: str) -> dict[str, Any]:
     """``["dtype=bfloat16", "text_config.x=null"]`` -> ``{"dtype": "bfloat16", ...}``, keys
     in one spelling (``hf_overrides.text_config.x`` is ``text_config.x``); a key given twice,
     or one that is part of another, is refused."""
-    items = list(items)
-    try:
-        parsed = parse_overrides(items)
-    except UserError as exc:
-        raise UserError(str(exc).replace("--override", option)) from exc
     canonical: dict[str, Any] = {}
-    for key, value in parsed.items():
+    for item in items:
+        try:
+            ((key, value),) = parse_overrides([item]).items()
+        except UserError as exc:
+            raise UserError(str(exc).replace("--override", option)) from exc
         if "." not in key and key in NOT_SIDE_SETTINGS:
             raise UserError(f"{option} {key}: not a side setting ({_not_side_reason(key)})")
         name = canonical_key(key)
         if name in canonical:
-            raise UserError(f"{option} {key}: given twice")
+            raise UserError(f"{option} {name}: given twice")
         canonical[name] = value
-    if len(parsed) < len(items):
-        keys = [canonical_key(item.partition("=")[0].strip()) for item in items]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
-        raise UserError(f"{option} {', '.join(twice)}: given twice")
     for key in canonical:
         for other in canonical:
             if other.startswith(key + "."):
