@@ -84,6 +84,9 @@ def restore_environment(previous: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+#: The instruction of the probe image that the switch self-check and a factor A/B compare.
+PROBE_TEXT = "Click the blue button."
+
 #: The default window is twice the batch, for batches up to this size (memory: each queued
 #: request holds its ``pixel_values`` in the engine core, 7.7 MB at 280 soft tokens).
 MAX_DEFAULT_BATCH = 64
@@ -327,9 +330,8 @@ class VllmEngine(Backend):
     # --- the EngineHandle contract (backends.engines): what several passes share ----------
 
     def probe_logprobs(self) -> dict[int, float]:
-        """First-token logprobs on the probe image: what two sides of an A/B compare to show
-        that their engines compute different things (as the switch self-check does)."""
-        from screenspot_eval.backends.vllm.switch import PROBE_TEXT
+        """First-token logprobs on the probe image: what the switch self-check compares across
+        placements and a factor A/B across its two engines, to show they compute differently."""
         from screenspot_eval.backends.vllm.verify import probe_image
 
         return self.first_token_logprobs(probe_image(), PROBE_TEXT)

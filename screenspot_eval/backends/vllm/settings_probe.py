@@ -17,6 +17,7 @@ The probe that shows two sides compute different things is ``VllmEngine.probe_lo
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from collections.abc import Mapping
@@ -52,8 +53,8 @@ def _plain(value: Any) -> Any:
 
 def worker_settings(model: Any, keys: list[str]) -> dict[str, Any]:
     """In every worker (``LLM.apply_model``): the config values the model was built with for
-    ``keys``, and each decoder attention layer's index, sliding flag, backend and whether that
-    backend applies vLLM's mm-prefix (bidirectional image) mask."""
+    ``keys``, and each decoder attention layer's index, backend and whether that backend
+    applies vLLM's mm-prefix (bidirectional image) mask."""
     config = getattr(model, "config", None)
     values: dict[str, Any] = {}
     for key in keys:
@@ -74,7 +75,6 @@ def worker_settings(model: Any, keys: list[str]) -> dict[str, Any]:
         layers.append(
             {
                 "index": index,
-                "sliding": getattr(module, "sliding_window", None) is not None,
                 "backend": str(backend.get_name())
                 if hasattr(backend, "get_name")
                 else str(backend),
@@ -85,30 +85,26 @@ def worker_settings(model: Any, keys: list[str]) -> dict[str, Any]:
     return {"values": values, "layers": sorted(layers, key=lambda x: x["index"]), "full": full}
 
 
-def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> dict[str, Any]:
-    """Each decoder layer's attention over image tokens: ``bidirectional`` where vLLM builds
+def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> str:
+    """How the decoder layers attend over image tokens: bidirectionally where vLLM builds
     mm-prefix ranges for the model, the layer is not a full-attention layer it clears them for,
-    and the layer's kernel applies them; ``causal`` otherwise (``dropped`` counts the layers
-    where the ranges were built but the kernel ignores them)."""
+    and the layer's kernel applies them; causally otherwise, naming the layers whose ranges
+    were built but ignored by their kernel."""
     full = set(worker.get("full", ()))
-    modes, dropped, backends = [], [], set()
-    for layer in worker.get("layers", ()):
-        asked = mm_prefix_lm and layer["index"] not in full
-        applied = asked and layer["mm_prefix"]
-        modes.append("bidirectional" if applied else "causal")
-        if asked and not applied:
-            dropped.append(layer["index"])
-            backends.add(layer["backend"])
-    bidirectional = modes.count("bidirectional")
-    summary = f"image tokens attend bidirectionally on {bidirectional} of {len(modes)} layers"
+    layers = list(worker.get("layers", ()))
+    asked = [layer for layer in layers if mm_prefix_lm and layer["index"] not in full]
+    dropped = [layer for layer in asked if not layer["mm_prefix"]]
+    bidirectional = len(asked) - len(dropped)
+    summary = f"image tokens attend bidirectionally on {bidirectional} of {len(layers)} layers"
     if not mm_prefix_lm:
         summary += " (vLLM builds no image ranges for this model)"
     if dropped:
+        backends = ", ".join(sorted({layer["backend"] for layer in dropped}))
         summary += (
             f"; vLLM built image ranges for {len(dropped)} more, which their kernel "
-            f"({', '.join(sorted(backends))}) ignores (no mm-prefix support)"
+            f"({backends}) ignores (no mm-prefix support)"
         )
-    return {"per_layer": modes, "dropped": dropped, "summary": summary}
+    return summary
 
 
 def read_settings(engine: Any, requested: Mapping[str, Any]) -> list[SettingReading]:
@@ -135,7 +131,7 @@ def _config_reading(
     resolved = worker["values"].get(config_key(key))
     detail = None
     if config_key(key).endswith(BIDIRECTIONAL):
-        detail = image_attention(worker, mm_prefix_lm)["summary"]
+        detail = image_attention(worker, mm_prefix_lm)
     return SettingReading(
         key=key,
         requested=value,
@@ -207,8 +203,6 @@ DTYPE_ALIASES = {"half": "float16", "float": "float32", "bf16": "bfloat16"}
 
 def _fields(holder: Any) -> set[str]:
     """A config's real fields (a dataclass's init-only arguments, read back as None, are not)."""
-    import dataclasses
-
     if dataclasses.is_dataclass(holder):
         return {f.name for f in dataclasses.fields(holder)}
     return set(vars(holder)) if hasattr(holder, "__dict__") else set()

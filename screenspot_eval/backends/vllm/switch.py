@@ -20,9 +20,6 @@ from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant
 from screenspot_eval.backends.vllm.engine import VllmEngine
 from screenspot_eval.backends.vllm.failures import engine_stage
 from screenspot_eval.backends.vllm.probe import set_embedder_placement
-from screenspot_eval.backends.vllm.verify import probe_image
-
-PROBE_TEXT = "Click the blue button."
 
 
 def switch_embedder(engine: VllmEngine, placement: Variant) -> EmbedderReport:
@@ -46,14 +43,13 @@ def self_check(engine: VllmEngine, a: Variant, b: Variant) -> tuple[bool, str]:
     placement, that the first-token logprobs on the same probe image differ between the two
     placements, and that switching back reproduces ``a``'s logprobs (caches really reset).
     """
-    image = probe_image()
     try:
         switch_embedder(engine, a)
-        first = engine.first_token_logprobs(image, PROBE_TEXT)
+        first = engine.probe_logprobs()
         switch_embedder(engine, b)
-        second = engine.first_token_logprobs(image, PROBE_TEXT)
+        second = engine.probe_logprobs()
         switch_embedder(engine, a)
-        again = engine.first_token_logprobs(image, PROBE_TEXT)
+        again = engine.probe_logprobs()
     except Exception as exc:  # any failure means: do not trust the switch
         return False, f"in-place switch failed: {type(exc).__name__}: {exc}"
     difference = probe_difference(first, second)
