@@ -7,10 +7,12 @@ in the default template's ``box_2d`` format, correctly for some samples and wron
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -541,6 +543,110 @@ def test_ctrl_c_while_writing_the_exports_is_recorded_and_resumable(
     assert factory.calls == 0
     assert manifest_of(out)["status"] == "complete"
     assert all(path.is_file() for path in result.exports.values())
+
+
+class SignalAtLine:
+    """Sends this process a real SIGINT (odd ``at``) or SIGTERM (even) at the ``at``-th line
+    that the run's own modules execute once ``armed()`` holds: a Ctrl-C or a ``kill`` at that
+    exact moment, reaching whatever handler the run has installed there."""
+
+    FILES = ("run/session.py", "store/run_dir.py")
+    EXPORTS = "write_run_exports"  # one moment for the exports: the same handler covers them
+
+    def __init__(self, at: int, armed: Callable[[], bool]):
+        self.at, self.armed = at, armed
+        self.seen = 0
+
+    def __enter__(self) -> SignalAtLine:
+        sys.settrace(self._call)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.settrace(None)
+
+    def _call(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name == self.EXPORTS:
+            self._moment()
+        name = frame.f_code.co_filename.replace("\\", "/")
+        return self._line if name.endswith(self.FILES) else None
+
+    def _line(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self._moment()
+        return self._line
+
+    def _moment(self) -> None:
+        if self.armed():
+            self.seen += 1
+            if self.seen == self.at:  # Ctrl-C and SIGTERM take turns: each must do the same
+                signal.raise_signal(signal.SIGINT if self.at % 2 else signal.SIGTERM)
+
+
+def quick_exports(out: Path, records: Any, manifest: Any) -> dict[str, Path]:
+    """The exports' files, written without computing them: here only the moments around them
+    matter (their content is tested with the real exports above)."""
+    paths = {name: out / f"{name}.csv" for name in ("samples", "metrics")}
+    paths["summary"] = out / "summary.md"
+    for path in paths.values():
+        path.write_text(str(len(records)), encoding="utf-8")
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("moments", "limit"),
+    [("after the last request", None), ("from the first manifest on", 2)],
+)
+def test_a_ctrl_c_or_sigterm_at_any_line_of_a_run_loses_nothing(
+    tmp_path, make_config, samples, monkeypatch, moments, limit
+):
+    """At every line the run executes (start-up, each sample, the last record, the engine's
+    shutdown, the manifest, the exports, the lock) a Ctrl-C or SIGTERM ends in one of two
+    defined states: complete with every export written, or interrupted with the resume command,
+    which finishes the run. Never a raw KeyboardInterrupt, never a manifest left 'running',
+    never an engine left open. The samples' lines are swept on a two-sample run."""
+    import screenspot_eval.run.session as session
+
+    monkeypatch.setattr(session, "write_run_exports", quick_exports)
+    here = session.environment()  # git and package metadata: read once, not per moment
+    monkeypatch.setattr(session, "environment", lambda: here)
+    config = make_config(**({"data.selection.limit": limit} if limit else {}))
+    clean, _ = run(config, tmp_path / "clean", FakeBackend(samples))
+    expected = sorted(r.id for r in clean.records)
+    at = 0
+    while True:
+        at += 1
+        out = tmp_path / f"at{at}"
+        backend = FakeBackend(samples)
+        factory = Factory(backend)
+        armed = (
+            (out / "manifest.json").exists
+            if limit
+            else partial(lambda b: len(b.requested) == len(expected), backend)
+        )
+        with SignalAtLine(at, armed) as signals:
+            try:
+                execute_run(
+                    config, out, quiet=True, backend_factory=factory, resume_command="resume"
+                )
+                raised = None
+            except RunAbortedError as exc:
+                raised = exc
+            except KeyboardInterrupt as exc:  # the failure this test exists for: say where
+                raise AssertionError(f"a raw interrupt escaped at line {at} {moments}") from exc
+        if signals.seen < at:  # the run ended before the at-th line: every moment was covered
+            break
+        where = f"a signal at line {at} {moments}"
+        assert raised is not None and raised.exit_code == 130, where
+        assert backend.closed or not factory.calls, where
+        status = manifest_of(out)["status"]
+        assert status in ("complete", "interrupted"), where
+        if status == "interrupted":
+            assert raised.resume == "resume", where
+            run(config, out, FakeBackend(samples))
+        assert manifest_of(out)["status"] == "complete", where
+        assert sorted(line["id"] for line in lines_on_disk(out)) == expected, where
+        assert all((out / name).is_file() for name in ("samples.csv", "summary.md")), where
+    assert at > 40  # the sweep reached the exports, not just the last record
 
 
 # --- fingerprints that survive new settings -------------------------------------------------

@@ -112,7 +112,8 @@ class Backend(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release what the backend holds (engines, connections)."""
+        """Release what the backend holds (engines, connections); safe to call twice (a Ctrl-C
+        during a shutdown makes the run finish it)."""
 
     def image_preparation(self, budget: int, sizes: set[tuple[int, int]]) -> Any:
         """A self-checked preparer that resizes decoded screenshots to the size the engine's

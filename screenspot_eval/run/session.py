@@ -50,7 +50,7 @@ from screenspot_eval.store.manifest import (
     utc_now,
 )
 from screenspot_eval.store.records import PredictionRecord
-from screenspot_eval.store.run_dir import RunDir
+from screenspot_eval.store.run_dir import RepairReport, RunDir
 
 GEMMA4_DEFAULT_BUDGET = 280
 BackendFactory = Callable[[RunConfig], Backend]
@@ -222,76 +222,118 @@ def execute_run(
     files = fingerprint_dataset(data.root, selected)
     budget = image_budget(config.engine)
     run = RunDir(out)
-    with run:
-        old = run.read_manifest()
-        if restart:
-            run.reset()
-            old = None
-        if old is not None:
-            check_resumable(old, config, template, files)
-        records, repair = run.read_records(repair=True)
-        done = {r.id for r in records}
-        todo = [s for s in selected if s.id not in done]
-        if config.runtime.order_seed is not None:  # a repeat: the order must not matter
-            random.Random(config.runtime.order_seed).shuffle(todo)
-        settings: dict[str, Any] = {
-            "manifest_version": MANIFEST_VERSION,
-            "status": "running",
-            "config": config.model_dump(mode="json"),
-            "config_fingerprint": config.fingerprint(template.content_hash),
-            "outcome_settings": config.outcome_settings(),
-            "prompt": template.to_record(),
-            "prompt_hash": template.content_hash,
-            "convention": convention,
-            "image_budget": budget,
-            "structured_decoding": config.sampling.structured,
-            "requested_variant": config.engine.norm,
-            "dataset": _dataset_entry(data, files),
-            "exclusions": list(exclusions),
-            "environment": environment(),
-            "resume_command": resume_command,
-            "counts": _counts(selected, records),
-            "error": None,
-            "repeat": repeat,
-            "side": side,
-        }
-        if old is None:
-            manifest = Manifest(started_at=utc_now(), **settings)
-        else:  # a resumed run keeps its start, its sessions and what the engine reported
-            manifest = Manifest.model_validate({**old.model_dump(), **settings})
-        session = Session(
-            started_at=utc_now(),
-            resumed_from=len(records),
-            repaired=Repair(
-                truncated_bytes=repair.truncated_bytes, retried_failed=repair.dropped_failed
-            ),
-            lock=run.lock_note,
-        )
-        manifest.sessions.append(session)
-        run.write_manifest(manifest)
-        closing_interrupted = False
-        if todo:
-            closing_interrupted = _run_backend(
-                config,
-                run,
-                manifest,
-                session,
-                todo,
-                data.root,
-                template,
-                budget,
-                quiet,
-                backend_factory,
-            )
-        records, exports = _finish_run(run, manifest, session, selected)
-    if closing_interrupted:
-        raise RunAbortedError(
-            "interrupted while the engine shut down, after the last sample: every record is "
-            f"saved and the exports are written in {out}",
+    opened = OpenedBackend()
+    started: tuple[Manifest, Session] | None = None
+    try:
+        with sigterm_as_interrupt():  # from here on, SIGTERM is handled as Ctrl-C is
+            with run:
+                old = run.read_manifest()
+                if restart:
+                    run.reset()
+                    old = None
+                if old is not None:
+                    check_resumable(old, config, template, files)
+                records, repair = run.read_records(repair=True)
+                done = {r.id for r in records}
+                todo = [s for s in selected if s.id not in done]
+                if config.runtime.order_seed is not None:  # a repeat: the order must not matter
+                    random.Random(config.runtime.order_seed).shuffle(todo)
+                settings: dict[str, Any] = {
+                    "manifest_version": MANIFEST_VERSION,
+                    "status": "running",
+                    "config": config.model_dump(mode="json"),
+                    "config_fingerprint": config.fingerprint(template.content_hash),
+                    "outcome_settings": config.outcome_settings(),
+                    "prompt": template.to_record(),
+                    "prompt_hash": template.content_hash,
+                    "convention": convention,
+                    "image_budget": budget,
+                    "structured_decoding": config.sampling.structured,
+                    "requested_variant": config.engine.norm,
+                    "dataset": _dataset_entry(data, files),
+                    "exclusions": list(exclusions),
+                    "environment": environment(),
+                    "resume_command": resume_command,
+                    "counts": _counts(selected, records),
+                    "error": None,
+                    "repeat": repeat,
+                    "side": side,
+                }
+                manifest, session = started = _open_session(run, old, settings, records, repair)
+                run.write_manifest(manifest)
+                closing_interrupted = bool(todo) and _run_backend(
+                    config,
+                    run,
+                    manifest,
+                    session,
+                    todo,
+                    data.root,
+                    template,
+                    budget,
+                    quiet,
+                    backend_factory,
+                    opened,
+                )
+                records, exports = _finish_run(run, manifest, session, selected)
+            if closing_interrupted:
+                raise RunAbortedError(
+                    "interrupted while the engine shut down, after the last sample: every record "
+                    f"is saved and the exports are written in {out}",
+                    None,
+                    interrupted=True,
+                )
+            return RunResult(out=out, records=records, manifest=manifest, exports=exports)
+    except KeyboardInterrupt as exc:  # between two steps (each handles its own) or in the lock
+        opened.close()
+        if started is None:  # this session has written nothing yet
+            raise
+        raise _interrupted_between_steps(run, *started) from exc
+
+
+def _open_session(
+    run: RunDir,
+    old: Manifest | None,
+    settings: dict[str, Any],
+    records: list[PredictionRecord],
+    repair: RepairReport,
+) -> tuple[Manifest, Session]:
+    """The manifest this session writes, with the session appended; a resumed run keeps its
+    start, its earlier sessions and what the engine reported."""
+    if old is None:
+        manifest = Manifest(started_at=utc_now(), **settings)
+    else:
+        manifest = Manifest.model_validate({**old.model_dump(), **settings})
+    session = Session(
+        started_at=utc_now(),
+        resumed_from=len(records),
+        repaired=Repair(
+            truncated_bytes=repair.truncated_bytes, retried_failed=repair.dropped_failed
+        ),
+        lock=run.lock_note,
+    )
+    manifest.sessions.append(session)
+    return manifest, session
+
+
+def _interrupted_between_steps(
+    run: RunDir, manifest: Manifest, session: Session
+) -> RunAbortedError:
+    """A Ctrl-C or SIGTERM that no step caught (it came between two of them): what it means
+    depends only on what is on disk, which the manifest's status says."""
+    if manifest.status == "complete":
+        return RunAbortedError(
+            f"interrupted after the last sample: every record is saved and the exports are "
+            f"written in {run.path}",
             None,
             interrupted=True,
         )
-    return RunResult(out=out, records=records, manifest=manifest, exports=exports)
+    if manifest.status == "running":
+        _record_stop(run, manifest, session, session.samples or 0, "interrupted", "interrupted")
+    return RunAbortedError(
+        f"run stopped (interrupted); every finished sample is saved in {run.predictions}",
+        manifest.resume_command,
+        interrupted=True,
+    )
 
 
 def _finish_run(
@@ -300,15 +342,14 @@ def _finish_run(
     """Mark the run complete and write its exports. A Ctrl-C or SIGTERM here (after the last
     sample) is recorded, and the same command writes them again without running a sample."""
     try:
-        with sigterm_as_interrupt():
-            records, _ = run.read_records()
-            by_id = {r.id: r for r in records}
-            records = [by_id[s.id] for s in selected if s.id in by_id]
-            manifest.status = "complete"
-            manifest.ended_at = session.ended_at = utc_now()
-            manifest.counts = _counts(selected, records)
-            run.write_manifest(manifest)
-            return records, write_run_exports(run.path, records, manifest)
+        records, _ = run.read_records()
+        by_id = {r.id: r for r in records}
+        records = [by_id[s.id] for s in selected if s.id in by_id]
+        manifest.status = "complete"
+        manifest.ended_at = session.ended_at = utc_now()
+        manifest.counts = _counts(selected, records)
+        run.write_manifest(manifest)
+        return records, write_run_exports(run.path, records, manifest)
     except KeyboardInterrupt as exc:
         reason = "interrupted while writing the exports, after the last sample"
         manifest.status = "interrupted"
@@ -322,15 +363,28 @@ def _finish_run(
         ) from exc
 
 
-def close_backend(backend: Backend) -> bool:
-    """Shut the backend down; True when a Ctrl-C or SIGTERM arrived meanwhile. That is noted,
-    not raised: every record is on disk by then, and the exports still get written."""
-    try:
-        with sigterm_as_interrupt():
-            backend.close()
-    except KeyboardInterrupt:
-        return True
-    return False
+class OpenedBackend:
+    """The backend this session started, shut down exactly once whatever moment a Ctrl-C or
+    SIGTERM lands: in the run's own ``finally``, or by the guard around it."""
+
+    def __init__(self) -> None:
+        self.backend: Backend | None = None
+        self.closed = False
+
+    def close(self) -> bool:
+        """Shut the backend down; True when a Ctrl-C or SIGTERM arrived meanwhile. That is
+        noted, not raised, and the shutdown is finished (a second one abandons it): every
+        record is on disk by then, and the exports still get written."""
+        interrupted = False
+        for _ in range(2):
+            if self.backend is None or self.closed:
+                return interrupted
+            try:
+                self.backend.close()
+                self.closed = True
+            except KeyboardInterrupt:
+                interrupted = True
+        return interrupted
 
 
 def _run_backend(
@@ -344,90 +398,89 @@ def _run_backend(
     budget: int,
     quiet: bool,
     backend_factory: BackendFactory,
+    opened: OpenedBackend,
 ) -> bool:
     """Start the backend, verify it, evaluate ``todo`` into ``run``; True when the engine's
-    shutdown, after the last sample, was interrupted (see :func:`close_backend`)."""
+    shutdown, after the last sample, was interrupted (see :meth:`OpenedBackend.close`)."""
     load_start = time.perf_counter()
     closing_interrupted = False
-    backend: Backend | None = None
     bar = tqdm(total=len(todo), unit="sample", disable=True)
     correct = done = 0
     try:
-        with sigterm_as_interrupt():
-            say(quiet, f"{config.engine.norm}: {_backend_note(config, run.path)}")
-            try:
-                backend = backend_factory(config)
-                report = backend.report
-                manifest.engine_report = report.model_dump(mode="json")
-                manifest.effective_variant = report.effective_variant
-                check_variant(config.engine.norm, report)
-            except VariantMismatchError as exc:
-                raise VariantMismatchError(
-                    f"embedder check failed, nothing was evaluated: {exc}"
-                ) from exc
-            say(quiet, f"{config.engine.norm}: embedder verified: {report.effective_variant}")
-            provenance = backend.provenance
-            check_batch_invariance(config.engine.batch_invariant, provenance)
-            if session.resumed_from:
-                check_same_engine(manifest.engine_provenance, provenance)
-            manifest.engine_provenance = provenance and provenance.model_dump(mode="json")
-            if config.engine.batch_invariant:
-                say(quiet, f"{config.engine.norm}: batch-invariant mode verified in the workers")
-            session.load_s = round(time.perf_counter() - load_start, 3)
-            run.write_manifest(manifest)
-            spec = PipelineSpec(
-                template=template,
-                convention=config.prompt.convention or template.convention,
-                language=config.data.selection.language,
-                sampling=config.sampling,
-                variant=report.effective_variant,
-                image_budget=budget,
-            )
-            images = plan_images(
-                backend,
-                todo,
-                budget=budget,
-                hashes=manifest.dataset.files,
-                prepare=config.runtime.image_prep == "auto",
-                uuids=config.runtime.image_uuids,
-            )
-            session.images = images.to_record()  # the preparation's self-check, before any sample
-            run.write_manifest(manifest)
-            eval_start = time.perf_counter()
-            bar = tqdm(total=len(todo), unit="sample", disable=quiet, desc=config.engine.norm)
+        say(quiet, f"{config.engine.norm}: {_backend_note(config, run.path)}")
+        try:
+            backend = opened.backend = backend_factory(config)
+            report = backend.report
+            manifest.engine_report = report.model_dump(mode="json")
+            manifest.effective_variant = report.effective_variant
+            check_variant(config.engine.norm, report)
+        except VariantMismatchError as exc:
+            raise VariantMismatchError(
+                f"embedder check failed, nothing was evaluated: {exc}"
+            ) from exc
+        say(quiet, f"{config.engine.norm}: embedder verified: {report.effective_variant}")
+        provenance = backend.provenance
+        check_batch_invariance(config.engine.batch_invariant, provenance)
+        if session.resumed_from:
+            check_same_engine(manifest.engine_provenance, provenance)
+        manifest.engine_provenance = provenance and provenance.model_dump(mode="json")
+        if config.engine.batch_invariant:
+            say(quiet, f"{config.engine.norm}: batch-invariant mode verified in the workers")
+        session.load_s = round(time.perf_counter() - load_start, 3)
+        run.write_manifest(manifest)
+        spec = PipelineSpec(
+            template=template,
+            convention=config.prompt.convention or template.convention,
+            language=config.data.selection.language,
+            sampling=config.sampling,
+            variant=report.effective_variant,
+            image_budget=budget,
+        )
+        images = plan_images(
+            backend,
+            todo,
+            budget=budget,
+            hashes=manifest.dataset.files,
+            prepare=config.runtime.image_prep == "auto",
+            uuids=config.runtime.image_uuids,
+        )
+        session.images = images.to_record()  # the preparation's self-check, before any sample
+        run.write_manifest(manifest)
+        eval_start = time.perf_counter()
+        bar = tqdm(total=len(todo), unit="sample", disable=quiet, desc=config.engine.norm)
 
-            guard = FailureGuard()
+        guard = FailureGuard()
 
-            def on_record(record: PredictionRecord) -> None:
-                nonlocal correct, done
-                run.append(record)
-                done += 1
-                correct += record.outcome.value == "correct"
-                bar.update(1)
-                bar.set_postfix(acc=f"{correct / done:.1%}", refresh=False)
-                guard.check(record)  # after the append: the record that trips it is kept
+        def on_record(record: PredictionRecord) -> None:
+            nonlocal correct, done
+            run.append(record)
+            done += 1
+            correct += record.outcome.value == "correct"
+            bar.update(1)
+            bar.set_postfix(acc=f"{correct / done:.1%}", refresh=False)
+            guard.check(record)  # after the append: the record that trips it is kept
 
-            evaluate_samples(
-                todo,
-                root,
-                backend,
-                spec,
-                on_record=on_record,
-                image_workers=config.runtime.image_workers,
-                prefetch=config.runtime.prefetch,
-                images=images,
-            )
-            guard.finish(earlier_ok=session.resumed_from)
-            seconds = time.perf_counter() - eval_start
-            session.images = images.to_record()
-            session.frontend = backend.frontend_stats()
-            session.samples = done
-            session.eval_s = round(seconds, 3)
-            session.samples_per_s = round(done / seconds, 3) if seconds > 0 else None
-            session.engine_idle_s = round(backend.idle_s, 3)
+        evaluate_samples(
+            todo,
+            root,
+            backend,
+            spec,
+            on_record=on_record,
+            image_workers=config.runtime.image_workers,
+            prefetch=config.runtime.prefetch,
+            images=images,
+        )
+        guard.finish(earlier_ok=session.resumed_from)
+        seconds = time.perf_counter() - eval_start
+        session.images = images.to_record()
+        session.frontend = backend.frontend_stats()
+        session.samples = done
+        session.eval_s = round(seconds, 3)
+        session.samples_per_s = round(done / seconds, 3) if seconds > 0 else None
+        session.engine_idle_s = round(backend.idle_s, 3)
     except (BackendError, KeyboardInterrupt) as exc:
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"backend failed: {exc}"
-        _record_stop(run, manifest, session, todo, done, "interrupted", reason)
+        _record_stop(run, manifest, session, done, "interrupted", reason)
         resume = manifest.resume_command
         raise RunAbortedError(
             f"run stopped ({reason}); {done} sample(s) finished in this session are saved in "
@@ -436,13 +489,14 @@ def _run_backend(
             interrupted=isinstance(exc, KeyboardInterrupt),
         ) from exc
     except Exception as exc:
-        _record_stop(run, manifest, session, todo, done, "failed", f"{type(exc).__name__}: {exc}")
+        _record_stop(run, manifest, session, done, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        bar.close()
-        run.close()
-        if backend is not None:
-            closing_interrupted = close_backend(backend)
+        try:  # the engine is shut down even when a Ctrl-C lands in these two lines
+            bar.close()
+            run.close()
+        finally:
+            closing_interrupted = opened.close()
     return closing_interrupted
 
 
@@ -456,7 +510,6 @@ def _record_stop(
     run: RunDir,
     manifest: Manifest,
     session: Session,
-    todo: list[Sample],
     done: int,
     status: RunStatus,
     reason: str,
