@@ -377,6 +377,33 @@ def test_endpoints_repeatable_and_comma_separated(runner):
     assert shown["config"]["runtime"]["endpoints"] == ["http://a:8000", "http://b:8000", "c"]
 
 
+def test_against_servers_only_the_client_engine_settings_are_recorded(runner, tmp_path):
+    """vLLM's settings are the server's when a run goes to servers: the config shows only what
+    this side decides, names the rest as unused, and no vLLM arguments are built (even a
+    config file written for in-process runs serves)."""
+    file = tmp_path / "gpu.toml"
+    file.write_text('[engine]\nmodel = "m"\ndtype = "bfloat16"\nmax_model_len = 8192\n')
+    shown = printed(
+        runner,
+        "--config",
+        str(file),
+        "--endpoint",
+        "http://a:8000",
+        "--max-soft-tokens",
+        "560",
+        "--norm",
+        "post",
+        "--enforce-eager",
+    )
+    engine = shown["config"]["engine"]
+    assert engine == {"model": "m", "norm": "post", "revision": None, "max_soft_tokens": 560}
+    assert shown["not_used_against_servers"] == ["dtype", "enforce_eager", "max_model_len"]
+    assert "llm_kwargs" not in shown
+    in_process = printed(runner, "--config", str(file))
+    assert in_process["config"]["engine"]["dtype"] == "bfloat16"
+    assert in_process["llm_kwargs"]["max_model_len"] == 8192
+
+
 def test_api_key_is_never_printed(runner):
     result = invoke(runner, "run", "--model", "m", "--api-key", "s3cret-key", "--print-config")
     assert result.exit_code == 0

@@ -652,6 +652,44 @@ def test_a_ctrl_c_or_sigterm_at_any_line_of_a_run_loses_nothing(
 # --- fingerprints that survive new settings -------------------------------------------------
 
 
+def test_against_servers_the_servers_engine_settings_are_neither_recorded_nor_fingerprinted(
+    tmp_path, make_config, samples, capsys
+):
+    """A run against servers records only the engine settings the client decides; vLLM's given
+    anyway are named on the terminal as the servers'. A folder started before this (its
+    manifest holding every engine setting) resumes, and so does one given other vLLM values."""
+    servers = {"runtime.endpoints": ("http://127.0.0.1:9",)}
+    given = make_config(**servers, **{"engine.dtype": "float32", "engine.max_model_len": 2048})
+    plain = make_config(**servers)
+    assert given.fingerprint("p") == plain.fingerprint("p")
+    assert given.outcome_settings() == plain.outcome_settings()
+    out = tmp_path / "out"
+    with pytest.raises(RunAbortedError):
+        execute_run(
+            given, out, quiet=False, backend_factory=Factory(FakeBackend(samples, die_after=4))
+        )
+    assert "the servers' own dtype, max_model_len apply" in capsys.readouterr().err
+    manifest = manifest_of(out)
+    assert set(manifest["config"]["engine"]) == {"model", "norm", "revision", "max_soft_tokens"}
+    assert set(manifest["outcome_settings"]["engine"]) <= set(manifest["config"]["engine"])
+
+    def recorded_whole(m: dict[str, Any]) -> None:  # as runs made before this change were
+        m["config"]["engine"] = given.engine.model_dump(mode="json")
+        m["outcome_settings"]["engine"] = given.engine.model_dump(mode="json")
+        m["config_fingerprint"] = "0" * 16
+
+    _rewrite_manifest(out, recorded_whole)
+    other = make_config(**servers, **{"engine.dtype": "bfloat16"})
+    run(other, out, FakeBackend(samples))
+    assert manifest_of(out)["status"] == "complete"
+    assert len(lines_on_disk(out)) == N
+    local = tmp_path / "local"  # in-process, vLLM's settings are the run's own
+    with pytest.raises(RunAbortedError):
+        run(make_config(**{"engine.dtype": "float32"}), local, FakeBackend(samples, die_after=4))
+    with pytest.raises(RunRefusedError, match=r"engine\.dtype"):
+        run(make_config(**{"engine.dtype": "bfloat16"}), local, FakeBackend(samples))
+
+
 def _rewrite_manifest(out: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     path = out / "manifest.json"
     manifest = json.loads(path.read_text())

@@ -121,6 +121,9 @@ def test_run_against_server_equals_in_process(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["effective_variant"] == "pre"
     assert manifest["engine_report"]["config_variant"] == "pre"
+    # vLLM's settings given here (dtype, max_model_len, ...) are the server's, not this run's:
+    # the manifest keeps only what the client decides (the server's are its provenance)
+    assert set(manifest["config"]["engine"]) <= {"model", "norm", "revision", "max_soft_tokens"}
     http, local = records(out), records(full_run[0])
     assert set(http) == set(local)
     for sample_id, record in http.items():

@@ -29,14 +29,35 @@ from screenspot_eval.backends.vllm.engine_args import (
 )
 
 __all__ = [
+    "CLIENT_SETTINGS",
     "IMAGE_BUDGETS",
     "EngineHandle",
     "EngineRotation",
     "EngineSettings",
+    "client_settings",
     "llm_kwargs",
     "open_reference",
+    "server_side_settings",
     "start_engine",
 ]
+
+
+#: The engine settings that a run against servers decides itself: which model to ask for, the
+#: variant it claims (checked against the server's report), the checkpoint revision (parity's
+#: reference) and the image budget its coordinates assume. Every other engine setting is the
+#: server's own: recorded from the server's provenance, never from this side's configuration.
+CLIENT_SETTINGS: frozenset[str] = frozenset({"model", "norm", "revision", "max_soft_tokens"})
+
+
+def client_settings(engine: dict[str, Any]) -> dict[str, Any]:
+    """The part of an engine section (as recorded) that applies to a run against servers."""
+    return {key: value for key, value in engine.items() if key in CLIENT_SETTINGS}
+
+
+def server_side_settings(settings: EngineSettings) -> list[str]:
+    """Engine settings given away from their defaults that a server decides for itself."""
+    given = settings.model_dump(mode="json", exclude_defaults=True)
+    return sorted(key for key in given if key not in CLIENT_SETTINGS)
 
 
 class EngineHandle(Protocol):

@@ -15,7 +15,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from screenspot_eval.backends.base import SamplingSettings
-from screenspot_eval.backends.engines import EngineSettings, llm_kwargs
+from screenspot_eval.backends.engines import (
+    EngineSettings,
+    client_settings,
+    llm_kwargs,
+    server_side_settings,
+)
 from screenspot_eval.backends.overrides import merge_nested
 from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
@@ -97,7 +102,8 @@ class RuntimeSettings(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """Everything a run needs; ``manifest.json`` stores it verbatim."""
+    """Everything a run needs; ``manifest.json`` stores :meth:`to_record`: all of it for an
+    in-process engine, and against servers only the engine settings this side decides."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -108,9 +114,26 @@ class RunConfig(BaseModel):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     out: str | None = None  # the results folder; not part of the fingerprint
 
+    @property
+    def against_servers(self) -> bool:
+        return bool(self.runtime.endpoints)
+
+    def engine_record(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The engine settings that apply: vLLM's only where vLLM runs in this process."""
+        engine = self.engine.model_dump(mode="json", exclude=set(exclude))
+        return client_settings(engine) if self.against_servers else engine
+
+    def unused_engine_settings(self) -> list[str]:
+        """Engine settings given for a run against servers, which decide them themselves."""
+        return server_side_settings(self.engine) if self.against_servers else []
+
+    def to_record(self) -> dict[str, Any]:
+        """The configuration as a manifest records it (see :meth:`engine_record`)."""
+        return {**self.model_dump(mode="json"), "engine": self.engine_record()}
+
     def outcome_settings(self) -> dict[str, Any]:
         """The part of the configuration that can change outcomes (resume must match it)."""
-        engine = self.engine.model_dump(mode="json", exclude=set(NON_OUTCOME_ENGINE_FIELDS))
+        engine = self.engine_record(exclude=NON_OUTCOME_ENGINE_FIELDS)
         return {
             "engine": engine,
             "data": self.data.model_dump(mode="json", exclude={"strict", "check_images"}),
@@ -254,7 +277,8 @@ def resolve_config(
     where = f" (config {file})" if file else ""
     try:
         config = RunConfig.model_validate(tree)
-        llm_kwargs(config.engine)  # the engine arguments must be buildable before anything runs
+        if not config.against_servers:  # vLLM's arguments must be buildable before anything runs
+            llm_kwargs(config.engine)
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"invalid run configuration{where}:\n{exc}") from exc
     return config
@@ -284,11 +308,11 @@ def describe_config(config: RunConfig) -> dict[str, Any]:
         "convention": config.prompt.convention or template.convention,
         "source": template.source,
     }
-    return {
-        "config": config.model_dump(mode="json"),
-        "prompt": prompt,
-        "llm_kwargs": llm_kwargs(config.engine),
-    }
+    if config.against_servers:  # the servers' own settings apply, recorded from each server
+        engine: dict[str, Any] = {"not_used_against_servers": config.unused_engine_settings()}
+    else:
+        engine = {"llm_kwargs": llm_kwargs(config.engine)}
+    return {"config": config.to_record(), "prompt": prompt, **engine}
 
 
 def require_out(config: RunConfig) -> Path:

@@ -388,7 +388,7 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
         "engine_reports": reports,
         "llm_kwargs": llm_kwargs(engine_settings(config, options, budget)),
         "notes": notes,
-        "config": config.model_dump(mode="json"),
+        "config": config.to_record(),
         "environment": environment().model_dump(mode="json"),
         "started_at": started,
         "ended_at": utc_now(),

@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from screenspot_eval.backends.base import Backend, BackendError
-from screenspot_eval.backends.engines import EngineSettings, start_engine
+from screenspot_eval.backends.engines import EngineSettings, client_settings, start_engine
 from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
 from screenspot_eval.backends.variant import VariantMismatchError, check_variant
 from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
@@ -104,8 +104,10 @@ def say(quiet: bool, line: str) -> None:
 
 
 def _backend_note(config: RunConfig, out: Path) -> str:
-    if config.runtime.endpoints:
-        return f"evaluating against {', '.join(config.runtime.endpoints)}"
+    if config.against_servers:
+        unused = config.unused_engine_settings()
+        note = f" (the servers' own {', '.join(unused)} apply)" if unused else ""
+        return f"evaluating against {', '.join(config.runtime.endpoints)}{note}"
     where = "the terminal and " if config.runtime.verbose else ""
     return f"starting vLLM with {config.engine.model}; its logs go to {where}{out / VLLM_LOG}"
 
@@ -169,6 +171,8 @@ def check_resumable(
     current = config.outcome_settings()
     new = {**current, "prompt_hash": template.content_hash}
     before = {**with_defaults(old.outcome_settings, current), "prompt_hash": old.prompt_hash}
+    if config.against_servers:  # runs recorded before the servers' settings were left out
+        before["engine"] = client_settings(before.get("engine", {}))
     differences = diff_settings(before, new)
     if old.config_fingerprint not in known and (differences or not old.outcome_settings):
         lines = "\n  ".join(differences) or "(fingerprint only)"
@@ -241,7 +245,7 @@ def execute_run(
                 settings: dict[str, Any] = {
                     "manifest_version": MANIFEST_VERSION,
                     "status": "running",
-                    "config": config.model_dump(mode="json"),
+                    "config": config.to_record(),
                     "config_fingerprint": config.fingerprint(template.content_hash),
                     "outcome_settings": config.outcome_settings(),
                     "prompt": template.to_record(),
