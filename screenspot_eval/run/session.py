@@ -32,6 +32,7 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import select_samples
 from screenspot_eval.data.validate import LoadedDataset, open_dataset
 from screenspot_eval.errors import RunAborted, UserError
+from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings, require_out, with_defaults
@@ -198,6 +199,66 @@ def _counts(selected: list[Sample], records: list[PredictionRecord]) -> Counts:
     )
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run reads before it touches its folder: the config, the prompt template, the
+    dataset, the selection, the files' fingerprints and the image budget."""
+
+    config: RunConfig
+    template: PromptTemplate
+    data: LoadedDataset
+    selected: list[Sample]
+    exclusions: list[Any]
+    files: dict[str, str]
+    budget: int
+
+    @classmethod
+    def load(cls, config: RunConfig) -> RunInputs:
+        data = open_dataset(
+            config.data.source,
+            config.data.revision,
+            strict=config.data.strict,
+            check_images=config.data.check_images,
+        )
+        selected, selection_exclusions = select_samples(data.samples, config.data.selection)
+        return cls(
+            config=config,
+            template=load_template(config.prompt.template),
+            data=data,
+            selected=selected,
+            exclusions=[*data.exclusions, *selection_exclusions],
+            files=fingerprint_dataset(data.root, selected),
+            budget=image_budget(config.engine),
+        )
+
+    @property
+    def convention(self) -> CoordinateConvention:
+        return self.config.prompt.convention or self.template.convention
+
+    def manifest_settings(self, records: list[PredictionRecord], **recorded: Any) -> dict[str, Any]:
+        """The manifest fields this session writes (``recorded``: resume_command, repeat, side)."""
+        config, template = self.config, self.template
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "status": "running",
+            "config": config.to_record(),
+            "config_fingerprint": config.fingerprint(template.content_hash),
+            "outcome_settings": config.outcome_settings(),
+            "prompt": template.to_record(),
+            "prompt_hash": template.content_hash,
+            "convention": self.convention,
+            "image_budget": self.budget,
+            "structured_decoding": config.sampling.structured,
+            "requested_variant": config.engine.norm,
+            "dataset": _dataset_entry(self.data, self.files),
+            "exclusions": list(self.exclusions),
+            "environment": environment(),
+            "counts": _counts(self.selected, records),
+            "error": None,
+            **recorded,
+        }
+
+
 def execute_run(
     config: RunConfig,
     out: Path,
@@ -213,76 +274,36 @@ def execute_run(
 
     ``repeat``: for one pass of ``--repeats``, what it is and what it perturbed; ``side``: for
     one side of a factor A/B, its settings and their in-engine readings (both recorded)."""
-    template = load_template(config.prompt.template)
-    convention = config.prompt.convention or template.convention
-    data = open_dataset(
-        config.data.source,
-        config.data.revision,
-        strict=config.data.strict,
-        check_images=config.data.check_images,
-    )
-    selected, selection_exclusions = select_samples(data.samples, config.data.selection)
-    exclusions = [*data.exclusions, *selection_exclusions]
-    files = fingerprint_dataset(data.root, selected)
-    budget = image_budget(config.engine)
+    inputs = RunInputs.load(config)
     run = RunDir(out)
     opened = OpenedBackend()
     started: tuple[Manifest, Session] | None = None
     try:
-        with sigterm_as_interrupt():  # from here on, SIGTERM is handled as Ctrl-C is
-            with run:
-                old = run.read_manifest()
-                if restart:
-                    run.reset()
-                    old = None
-                if old is not None:
-                    check_resumable(old, config, template, files)
-                records, repair = run.read_records(repair=True)
-                done = {r.id for r in records}
-                todo = [s for s in selected if s.id not in done]
-                if config.runtime.order_seed is not None:  # a repeat: the order must not matter
-                    random.Random(config.runtime.order_seed).shuffle(todo)
-                settings: dict[str, Any] = {
-                    "manifest_version": MANIFEST_VERSION,
-                    "status": "running",
-                    "config": config.to_record(),
-                    "config_fingerprint": config.fingerprint(template.content_hash),
-                    "outcome_settings": config.outcome_settings(),
-                    "prompt": template.to_record(),
-                    "prompt_hash": template.content_hash,
-                    "convention": convention,
-                    "image_budget": budget,
-                    "structured_decoding": config.sampling.structured,
-                    "requested_variant": config.engine.norm,
-                    "dataset": _dataset_entry(data, files),
-                    "exclusions": list(exclusions),
-                    "environment": environment(),
-                    "resume_command": resume_command,
-                    "counts": _counts(selected, records),
-                    "error": None,
-                    "repeat": repeat,
-                    "side": side,
-                }
-                manifest, session = started = _open_session(run, old, settings, records, repair)
-                run.write_manifest(manifest)
-                closing_interrupted = bool(todo) and _run_backend(
-                    config,
-                    run,
-                    manifest,
-                    session,
-                    todo,
-                    data.root,
-                    template,
-                    budget,
-                    quiet,
-                    backend_factory,
-                    opened,
-                )
-                records, exports = _finish_run(run, manifest, session, selected)
+        with sigterm_as_interrupt(), run:  # from here on, SIGTERM is handled as Ctrl-C is
+            old = None if restart else run.read_manifest()
+            if restart:
+                run.reset()
+            if old is not None:
+                check_resumable(old, config, inputs.template, inputs.files)
+            records, repair = run.read_records(repair=True)
+            done = {r.id for r in records}
+            todo = [s for s in inputs.selected if s.id not in done]
+            if config.runtime.order_seed is not None:  # a repeat: the order must not matter
+                random.Random(config.runtime.order_seed).shuffle(todo)
+            settings = inputs.manifest_settings(
+                records, resume_command=resume_command, repeat=repeat, side=side
+            )
+            manifest, session = started = _open_session(run, old, settings, records, repair)
+            run.write_manifest(manifest)
+            closing_interrupted = bool(todo) and _run_backend(
+                inputs, run, manifest, session, todo, quiet, backend_factory, opened
+            )
+            records, exports = _finish_run(run, manifest, session, inputs.selected)
+            run.release()  # before the result: a lock left here would be this process's
             if closing_interrupted:
                 raise RunAbortedError(
-                    "interrupted while the engine shut down, after the last sample: every record "
-                    f"is saved and the exports are written in {out}",
+                    "interrupted while the engine shut down, after the last sample: every "
+                    f"record is saved and the exports are written in {out}",
                     None,
                     interrupted=True,
                 )
@@ -392,20 +413,18 @@ class OpenedBackend:
 
 
 def _run_backend(
-    config: RunConfig,
+    inputs: RunInputs,
     run: RunDir,
     manifest: Manifest,
     session: Session,
     todo: list[Sample],
-    root: Path,
-    template: PromptTemplate,
-    budget: int,
     quiet: bool,
     backend_factory: BackendFactory,
     opened: OpenedBackend,
 ) -> bool:
     """Start the backend, verify it, evaluate ``todo`` into ``run``; True when the engine's
     shutdown, after the last sample, was interrupted (see :meth:`OpenedBackend.close`)."""
+    config, budget = inputs.config, inputs.budget
     load_start = time.perf_counter()
     closing_interrupted = False
     bar = tqdm(total=len(todo), unit="sample", disable=True)
@@ -433,8 +452,8 @@ def _run_backend(
         session.load_s = round(time.perf_counter() - load_start, 3)
         run.write_manifest(manifest)
         spec = PipelineSpec(
-            template=template,
-            convention=config.prompt.convention or template.convention,
+            template=inputs.template,
+            convention=inputs.convention,
             language=config.data.selection.language,
             sampling=config.sampling,
             variant=report.effective_variant,
@@ -466,7 +485,7 @@ def _run_backend(
 
         evaluate_samples(
             todo,
-            root,
+            inputs.data.root,
             backend,
             spec,
             on_record=on_record,
