@@ -580,7 +580,7 @@ class Given:
         config = resolve_config(
             self.values.get("config"), self.overrides(**fixed), defaults=defaults, servers=servers
         )
-        if not (servers or config.runtime.endpoints):
+        if not (servers or config.against_servers):
             require_supported_vllm(config.engine.allow_untested_vllm)
         return config
 

@@ -335,7 +335,7 @@ def run_ab(
     )
     kwargs = how.pass_settings()
     notes: list[str] = [f"A/A control: {a.describe()} on both sides"] if control else []
-    in_process = not how.endpoint_a and not how.endpoint_b and not config.runtime.endpoints
+    in_process = not how.endpoint_a and not how.endpoint_b and not config.against_servers
     if (a.settings or b.settings) and not in_process:
         raise UserError(
             "--a-set / --b-set set the in-process engine; a server's settings are set where it "
@@ -384,7 +384,7 @@ def _server_factor(config_a: RunConfig, config_b: RunConfig, factor: tuple[str, 
     from screenspot_eval.backends.http.server import fetch_engine_provenance
     from screenspot_eval.run.factor import check_server_factor
 
-    if not (config_a.runtime.endpoints and config_b.runtime.endpoints):
+    if not (config_a.against_servers and config_b.against_servers):
         raise UserError("--factor names what differs between two servers: give --endpoint-a/-b")
     key = config_a.runtime.api_key
     found = [fetch_engine_provenance(c.runtime.endpoints[0], key) for c in (config_a, config_b)]

@@ -27,8 +27,7 @@ from screenspot_eval.data.errors import ImageLoadError
 from screenspot_eval.data.fingerprint import fingerprint_dataset
 from screenspot_eval.data.images import iter_images
 from screenspot_eval.data.sample import Sample
-from screenspot_eval.data.select import instruction_for, select_samples
-from screenspot_eval.data.validate import open_dataset
+from screenspot_eval.data.select import instruction_for
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template, render_messages
 from screenspot_eval.report.parity import (
@@ -44,7 +43,7 @@ from screenspot_eval.report.parity import (
 )
 from screenspot_eval.run.config import RunConfig, describe_config, require_out
 from screenspot_eval.run.repeats import engine_starter
-from screenspot_eval.run.session import VLLM_LOG, image_budget, say
+from screenspot_eval.run.session import VLLM_LOG, image_budget, open_selection, say
 from screenspot_eval.store.manifest import environment, utc_now
 
 DEFAULT_VARIANTS: tuple[str, ...] = VARIANTS
@@ -335,13 +334,7 @@ def run_parity(config: RunConfig, options: ParityOptions, *, quiet: bool = False
     started = utc_now()
     template = load_template(config.prompt.template)
     language = config.data.selection.language
-    data = open_dataset(
-        config.data.source,
-        config.data.revision,
-        strict=config.data.strict,
-        check_images=config.data.check_images,
-    )
-    selected, exclusions = select_samples(data.samples, config.data.selection)
+    data, selected, exclusions = open_selection(config)
     if not selected:
         raise UserError("the data selection holds no sample to score")
     items = [

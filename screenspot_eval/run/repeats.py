@@ -192,7 +192,7 @@ def run_passes(
 def run_side(passes: list[Pass], log_dir: Path, **kwargs: Any) -> list[RunResult]:
     """All passes of one side; in-process passes share one engine."""
     config = passes[0].config
-    if config.runtime.endpoints or len(passes) == 1:
+    if config.against_servers or len(passes) == 1:
         return run_passes(passes, **kwargs)
     with shared_engine(config, log_dir) as engine:
         return run_passes(passes, backend_factory=borrowing(engine), **kwargs)

@@ -27,6 +27,7 @@ from screenspot_eval.backends.base import Backend, BackendError
 from screenspot_eval.backends.engines import EngineSettings, client_settings, start_engine
 from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
 from screenspot_eval.backends.variant import VariantMismatchError, check_variant
+from screenspot_eval.data.errors import Exclusion
 from screenspot_eval.data.fingerprint import diff_fingerprints, fingerprint_dataset
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import select_samples
@@ -199,6 +200,19 @@ def _counts(selected: list[Sample], records: list[PredictionRecord]) -> Counts:
     )
 
 
+def open_selection(config: RunConfig) -> tuple[LoadedDataset, list[Sample], list[Exclusion]]:
+    """The configured dataset, opened and checked as configured, the samples its selection
+    keeps, and what the selection left out (each with its reason)."""
+    data = open_dataset(
+        config.data.source,
+        config.data.revision,
+        strict=config.data.strict,
+        check_images=config.data.check_images,
+    )
+    selected, exclusions = select_samples(data.samples, config.data.selection)
+    return data, selected, exclusions
+
+
 @dataclass(frozen=True)
 class RunInputs:
     """What a run reads before it touches its folder: the config, the prompt template, the
@@ -208,19 +222,13 @@ class RunInputs:
     template: PromptTemplate
     data: LoadedDataset
     selected: list[Sample]
-    exclusions: list[Any]
+    exclusions: list[Exclusion]
     files: dict[str, str]
     budget: int
 
     @classmethod
     def load(cls, config: RunConfig) -> RunInputs:
-        data = open_dataset(
-            config.data.source,
-            config.data.revision,
-            strict=config.data.strict,
-            check_images=config.data.check_images,
-        )
-        selected, selection_exclusions = select_samples(data.samples, config.data.selection)
+        data, selected, selection_exclusions = open_selection(config)
         return cls(
             config=config,
             template=load_template(config.prompt.template),

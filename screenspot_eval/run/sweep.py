@@ -102,7 +102,7 @@ def run_sweep(
 
     budgets_t, variants_t = check_budgets(budgets), check_variants(variants)
     out = require_out(config)
-    if config.runtime.endpoints:
+    if config.against_servers:
         raise UserError("sweep runs the in-process engine (the budget is applied per request)")
     if repeats < 1:
         raise UserError(f"--repeats must be at least 1, not {repeats}")
