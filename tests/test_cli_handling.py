@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 from screenspot_eval.backends.vllm.failures import EngineStageError, engine_stage
+from screenspot_eval.cli.app import app
 from screenspot_eval.cli.handling import exits_cleanly
-from screenspot_eval.errors import EXIT_BACKEND_FAILURE, EXIT_INTERNAL_ERROR, UserError
+from screenspot_eval.errors import (
+    EXIT_BACKEND_FAILURE,
+    EXIT_INTERNAL_ERROR,
+    EXIT_INTERRUPTED,
+    UserError,
+)
 
 
 def _app(command) -> typer.Typer:
@@ -39,6 +47,35 @@ def test_usage_errors_still_belong_to_the_cli_framework():
     result = CliRunner().invoke(_app(bad), [])
     assert result.exit_code == 2 and "no such thing" in result.output
     assert "internal error" not in result.output
+
+
+def test_ctrl_c_outside_a_session_prints_the_command_that_resumes(monkeypatch, tmp_path: Path):
+    """Between the passes of a compare (or while an engine starts) no session is there to say
+    how to go on: the command line does, without --restart (finished passes are kept)."""
+    import screenspot_eval.run.compare as library
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(library, "compare_variants", interrupted)
+    args = ["compare", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d")]
+    args += ["--a", "post", "--b", "pre", "--out", str(tmp_path / "ab")]
+    monkeypatch.setattr(sys, "argv", ["screenspot-eval", *args, "--restart"])
+    result = CliRunner().invoke(app, [*args, "--restart"])
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert result.output.strip().splitlines() == [
+        "error: interrupted",
+        f"resume with: {shlex.join(['screenspot-eval', *args])}",
+    ]
+
+
+def test_ctrl_c_in_a_command_with_nothing_to_resume_says_only_that():
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(_app(interrupted), [])
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert result.output.strip().splitlines() == ["error: interrupted"]
 
 
 def test_engine_stage_names_the_stage_and_keeps_the_traceback_in_the_log(tmp_path: Path):

@@ -26,9 +26,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-app.command("run", rich_help_panel="Evaluate")(exits_cleanly(run))
-app.command("compare", rich_help_panel="Evaluate")(exits_cleanly(compare))
-app.command("sweep", rich_help_panel="Evaluate")(exits_cleanly(sweep))
+app.command("run", rich_help_panel="Evaluate")(exits_cleanly(run, resumable=True))
+app.command("compare", rich_help_panel="Evaluate")(exits_cleanly(compare, resumable=True))
+app.command("sweep", rich_help_panel="Evaluate")(exits_cleanly(sweep, resumable=True))
 app.command("parity", rich_help_panel="Evaluate")(exits_cleanly(parity))
 app.command("report", rich_help_panel="Evaluate")(exits_cleanly(report))
 app.command("serve", rich_help_panel="Serve")(exits_cleanly(serve))

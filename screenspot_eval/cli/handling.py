@@ -31,10 +31,14 @@ CLI_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
-def exits_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+def exits_cleanly(command: Callable[..., Any], *, resumable: bool = False) -> Callable[..., Any]:
     """Run ``command``; a :class:`ScreenspotError` prints ``error: ...`` (and how to resume)
     and exits with the error's own code. Anything else is a bug: one line naming it and the
-    file its traceback went to, exit 1. No traceback reaches the terminal."""
+    file its traceback went to, exit 1. No traceback reaches the terminal.
+
+    ``resumable``: the same command line continues the work (every finished pass is kept and
+    skipped), so a Ctrl-C that lands outside a run session (between the passes of a compare,
+    a sweep or repeats, or while an engine starts) prints that command too."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,6 +53,8 @@ def exits_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             raise  # usage errors and exits: the CLI framework prints and exits as it should
         except KeyboardInterrupt as exc:
             typer.echo("error: interrupted", err=True)
+            if resumable:
+                typer.echo(f"resume with: {resume_command()}", err=True)
             raise typer.Exit(code=EXIT_INTERRUPTED) from exc
         except Exception as exc:
             where = write_traceback(exc)
