@@ -3,7 +3,7 @@
 No model and no GPU: a small synthetic dataset in the official layout is written, two variants'
 answers are drawn at random (about 40 % vs 45 % correct, a few wrong formats and one failed
 request), and every comparison output is written exactly as `screenspot-eval compare` would.
-Used to produce docs/report-screenshot.png (see docs/README.md).
+Used to produce docs/report-screenshot.png (see docs/development.md).
 
     .venv/bin/python docs/demo_report.py /tmp/demo-report
 """

@@ -4,7 +4,7 @@ The same check as the browser test (tests/test_report_browser.py), through the s
 (tests/report_browser.py): the headline is shown, the delta chart and every flip's annotated
 screenshot have decoded and are displayed, and there are no console errors, page errors or
 requests leaving the file. With --png it writes a full-page PNG. Needs the dev extra
-(Playwright) and an installed Chromium (Debian's /usr/bin/chromium; see docs/README.md).
+(Playwright) and an installed Chromium (Debian's /usr/bin/chromium; see docs/development.md).
 
     .venv/bin/python docs/render_report.py REPORT.html --png docs/report-screenshot.png
 """
