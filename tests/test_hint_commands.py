@@ -1,6 +1,7 @@
-"""Every command the tool or the README tells a user to run exists where the README's install
-puts things (the virtual environment's ``bin``, then ``PATH``): a hint naming a program that is
-not installed (``huggingface-cli`` after huggingface_hub 1.0 shipped only ``hf``) is a dead end.
+"""Every command the tool, the README or the manual (``docs/*.md``) tells a user to run exists
+where the README's install puts things (the virtual environment's ``bin``, then ``PATH``): a hint
+naming a program that is not installed (``huggingface-cli`` after huggingface_hub 1.0 shipped
+only ``hf``) is a dead end.
 """
 
 from __future__ import annotations
@@ -28,8 +29,22 @@ def program(command: str) -> str | None:
     return first if first in PROGRAMS or first.endswith("-cli") else None
 
 
+def manual_texts() -> list[str]:
+    """The README and every page of the manual."""
+    return [(ROOT / "README.md").read_text()] + [
+        page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))
+    ]
+
+
 def readme_programs() -> set[str]:
-    text = (ROOT / "README.md").read_text()
+    found: set[str] = set()
+    for text in manual_texts():
+        found.update(page_programs(text))
+    return found
+
+
+def page_programs(text: str) -> set[str]:
+    """Programs a page's bash blocks start and its backticked prose names."""
     found = set()
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -69,7 +84,15 @@ def installed(name: str) -> bool:
 
 @pytest.mark.parametrize("name", sorted(readme_programs() | hint_programs()))
 def test_every_program_we_tell_users_to_run_is_installed(name: str) -> None:
-    assert installed(name), f"`{name}` is named in a command of the README or a hint, not installed"
+    assert installed(name), (
+        f"`{name}` is named in a command of the README, the manual or a hint, not installed"
+    )
+
+
+def test_the_manual_is_scanned_too() -> None:
+    """The browser check in docs/development.md runs the venv's Python (the README names none)."""
+    assert "python" not in page_programs((ROOT / "README.md").read_text())
+    assert "python" in readme_programs()
 
 
 def test_the_missing_dataset_hint_names_hf_download() -> None:

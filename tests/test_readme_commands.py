@@ -1,10 +1,13 @@
-"""Every command the README shows runs, in README order, on the tiny model and synthetic data.
+"""Every command the README and the manual show runs, in page order, on the tiny model and
+synthetic data.
 
-Each `screenspot-eval` command of the README's bash blocks is taken as written and made
+Each `screenspot-eval` command of the bash blocks of README.md and docs/*.md (collected by
+``test_readme.readme_commands``: README first, then the pages in the order docs/README.md lists
+them, a line shown on two pages once) is taken as written and made
 CPU-sized by rewriting only what names the machine: the hub model becomes the tiny checkpoint,
 the hub dataset a synthetic release in the official layout, `results/...` a temporary folder,
 ports free ones, `$KEY` a key; engine-facing commands get fp32 / short-context flags and a small
-`--limit`. The servers are started exactly as the README starts them (`serve ...` in the
+`--limit`. The servers are started exactly as docs/serving.md starts them (`serve ...` in the
 background), on 127.0.0.1. `make demo` runs as written; `make test` is this suite itself (CI).
 """
 
@@ -122,9 +125,9 @@ def route_status(port: str, key: str | None) -> tuple[int, dict[str, Any]]:
 def readme_run(
     tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """Run every README command once, in order. The servers are probed once all commands ran
-    (alive? their route with and without the key?) and stopped before the tests look, so no
-    idle engine competes with the next tests for the cores."""
+    """Run every README and manual command once, in order. The servers are probed once all
+    commands ran (alive? their route with and without the key?) and stopped before the tests
+    look, so no idle engine competes with the next tests for the cores."""
     machine = Machine(tiny_model_dir, synth_data, tmp_path_factory.mktemp("readme"))
     done: dict[str, Any] = {"machine": machine, "results": [], "servers": [], "probes": []}
     done["repo_results_before"] = sorted(p.name for p in (ROOT / "results").iterdir())
@@ -186,7 +189,7 @@ def test_servers_started_as_the_readme_says_stay_up_and_guard_their_route(readme
     probes = readme_run["probes"]
     assert len(probes) == 2 and all(p["alive"] for p in probes)
     keyed = [p for p in probes if p["keyed"]]
-    assert keyed, "the README shows a server with an API key"
+    assert keyed, "docs/serving.md shows a server with an API key"
     for probe in keyed:
         assert probe["without_key"][0] == 401
         status, report = probe["with_key"]
@@ -239,7 +242,7 @@ def test_the_readme_repeat_commands_report_the_noise_floor(readme_run):
 
 def test_the_readme_verify_command_is_the_one_the_variant_tests_run(verified_embedder):
     """`verify-embedder` runs once per session (three engines), shared with the variant tests;
-    this pins that what runs there is the README's command."""
+    this pins that what runs there is the command docs/running.md shows."""
     [command] = [c for c in COMMANDS if shlex.split(c)[1] == "verify-embedder"]
     readme_args = shlex.split(command)[1:]
     assert readme_args[0] == VERIFY_COMMAND[0]
@@ -274,7 +277,7 @@ def test_the_readme_dtype_ab_is_proven_inside_both_engines_and_named_in_the_head
         for _, args, proc in readme_run["results"]
         if args[0] == "compare" and "--b-set" in args
     ]
-    assert found, "the README shows an engine-side factor A/B"
+    assert found, "docs/comparing.md shows an engine-side factor A/B"
     args, proc = found[0]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'factor dtype "float32" -> "bfloat16": ' in proc.stdout
