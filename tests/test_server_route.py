@@ -1,7 +1,8 @@
 """The embedder route obeys the server's API key, like vLLM's own /v1 routes.
 
 Unit level (no engine): a request object as Starlette hands it to the middleware. The real
-server with a key is exercised by the README test (``serve ... --api-key``).
+server with a key is exercised by the command test (docs/serving.md's ``serve ... --api-key``,
+run by tests/test_readme_commands.py).
 """
 
 from __future__ import annotations
