@@ -64,7 +64,7 @@ def test_verify_embedder_passes_exact_engine_settings(monkeypatch):
     ("args", "message"),
     [
         (["--norm", "middle"], "unknown variant"),
-        (["--engine-arg", "novalue"], "expected key=value"),
+        (["--engine-arg", "novalue"], "--engine-arg must be KEY=VALUE"),
     ],
 )
 def test_verify_embedder_rejects_bad_options(args, message):

@@ -63,6 +63,38 @@ def test_engine_arg_naming_a_setting_sets_that_setting_everywhere() -> None:
         )
 
 
+def test_every_settings_key_has_one_spelling_in_every_command(tmp_path) -> None:
+    """One grammar: ``--engine-arg enforce-eager=true`` is ``--enforce-eager``; a config file's
+    ``[engine]`` and ``[engine.extra]`` tables read keys the same way; ``hf_overrides.`` before
+    a dotted key is the same as none."""
+    file = tmp_path / "c.toml"
+    file.write_text(
+        "[engine]\nmodel = 'm'\nmax-model-len = 1024\n[engine.extra]\nenforce-eager = true\n"
+        "'hf_overrides.text_config.x' = 2\nswap-space = 3\n"
+    )
+    for command in ENGINE_COMMANDS:
+        flag = engine_kwargs(command, "--enforce-eager")
+        assert flag["enforce_eager"] is True
+        assert engine_kwargs(command, "--engine-arg", "enforce-eager=true") == flag
+        assert engine_kwargs(command, "--engine-arg", "enforce_eager=true") == flag
+        dotted = dry_run(command, "--engine-arg", "hf-overrides.text-config.x=2")["llm_kwargs"]
+        plain_key = dry_run(command, "--engine-arg", "text_config.x=2")["llm_kwargs"]
+        assert dotted["hf_overrides"] == plain_key["hf_overrides"]
+        assert dotted["hf_overrides"]["text_config"] == {"x": 2}
+        result = CliRunner().invoke(app, [command, "--config", str(file), "--print-config"])
+        assert result.exit_code == 0, result.output
+        from_file = json.loads(result.stdout)["llm_kwargs"]
+        assert from_file["enforce_eager"] is True and from_file["max_model_len"] == 1024
+        assert from_file["swap_space"] == 3 and from_file["hf_overrides"]["text_config"] == {"x": 2}
+        given_twice = CliRunner().invoke(
+            app,
+            [command, "--model", "m", "--engine-arg", "enforce-eager=true",
+             "--engine-arg", "enforce_eager=false", "--print-config"],
+        )  # fmt: skip
+        assert given_twice.exit_code == EXIT_USER_ERROR
+        assert "--engine-arg enforce_eager: given twice" in plain(given_twice.output)
+
+
 @pytest.mark.parametrize("command", ENGINE_COMMANDS)
 def test_an_option_given_twice_is_a_usage_error_in_every_command(command: str) -> None:
     result = CliRunner().invoke(

@@ -294,7 +294,7 @@ def test_engine_arg_values_are_json_when_they_can_be(runner):
 def test_engine_arg_without_equals_is_a_usage_error(runner):
     result = invoke(runner, "run", "--model", "m", "--engine-arg", "bogus", "--print-config")
     assert result.exit_code == 2
-    assert "expected key=value" in result.output
+    assert "--engine-arg must be KEY=VALUE" in result.output
     assert "bogus" in result.output
 
 
@@ -324,9 +324,17 @@ def test_engine_arg_clashing_with_an_option_is_refused(runner):
     assert "max_model_len" in result.output
 
 
-def test_config_extra_clashing_with_an_option_is_a_clean_error(runner, tmp_path):
-    file = tmp_path / "clash.toml"
-    file.write_text("[engine]\nmodel = 'm'\n[engine.extra]\nmax_model_len = 2048\n")
+def test_config_extra_naming_a_setting_sets_it_and_clashing_is_a_clean_error(runner, tmp_path):
+    """``[engine.extra]`` reads keys as ``--engine-arg`` does: a key naming one of our engine
+    settings sets it; the same setting also in ``[engine]`` is given twice."""
+    file = tmp_path / "extra.toml"
+    file.write_text("[engine]\nmodel = 'm'\n[engine.extra]\nmax-model-len = 2048\n")
+    shown = invoke(runner, "run", "--config", str(file), "--print-config")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["config"]["engine"]["max_model_len"] == 2048
+    file.write_text(
+        "[engine]\nmodel = 'm'\nmax_model_len = 1024\n[engine.extra]\nmax_model_len = 2048\n"
+    )
     result = invoke(runner, "run", "--config", str(file), "--print-config")
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 2

@@ -18,6 +18,7 @@ from fakes import fake_provenance
 from test_provenance import scripted_run
 from typer.testing import CliRunner
 
+from screenspot_eval.backends.overrides import parse_settings
 from screenspot_eval.backends.sides import (
     EMBEDDER,
     NoEffectError,
@@ -29,11 +30,11 @@ from screenspot_eval.backends.sides import (
     describe_factor,
     explained,
     factor_of,
-    parse_settings,
     probe_difference,
     require_applied,
     require_effect,
     resolve_sides,
+    side_settings,
 )
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.errors import UserError
@@ -50,12 +51,16 @@ BIDI = "text_config.use_bidirectional_attention"
 BASE = EngineSettings(model="m", dtype="float32", extra={"hf_overrides": {"text_config": {"x": 1}}})
 
 
+def side(items: list[str], option: str = "--b-set") -> dict[str, Any]:
+    return side_settings(parse_settings(items, option), option)
+
+
 def test_settings_read_values_as_json_and_refuse_what_is_not_a_side_setting():
-    parsed = parse_settings([f"{BIDI}=null", "dtype=bfloat16", "enforce_eager=true"], "--b-set")
+    parsed = side([f"{BIDI}=null", "dtype=bfloat16", "enforce_eager=true"])
     assert parsed == {BIDI: None, "dtype": "bfloat16", "enforce_eager": True}
     for bad, named in (("norm=pre", "--a / --b"), ("model=x", "same checkpoint"), ("dtype", "")):
         with pytest.raises(UserError, match="--b-set") as info:
-            parse_settings([bad], "--b-set")
+            side([bad])
         assert named in str(info.value)
 
 
@@ -139,7 +144,7 @@ def test_a_setting_has_one_spelling_and_is_given_once():
     with pytest.raises(UserError, match="one is a field of the other"):
         parse_settings(["text_config.x=1", "text_config.x.y=2"], "--b-set")
     with pytest.raises(UserError, match="places the engine"):
-        parse_settings(["max_num_seqs=4"], "--b-set")
+        side(["max-num-seqs=4"])
 
 
 def test_an_invalid_engine_value_on_a_side_is_a_clear_error():
@@ -150,12 +155,43 @@ def test_an_invalid_engine_value_on_a_side_is_a_clear_error():
 def test_a_sides_file_reads_tables_as_the_command_line_reads_keys(tmp_path):
     path = tmp_path / "sides.toml"
     path.write_text(
-        "[b]\nvariant = 'pre'\n[b.set]\ntext_config.use_bidirectional_attention = 'null'\n"
-        "mm_processor_kwargs = { max_soft_tokens = 560 }\n"
+        f"[b]\nvariant = 'pre'\nnull = ['{BIDI}']\n[b.set]\n"
+        "mm-processor-kwargs = { max_soft_tokens = 560 }\n"
     )
     a, b = resolve_sides(None, None, file=path)
     assert b.settings == {BIDI: None, "mm_processor_kwargs": {"max_soft_tokens": 560}}
     assert a.variant == "pre"  # settings on a side: one variant by default
+
+
+def test_a_sides_file_value_keeps_its_toml_type(tmp_path):
+    """No round trip through JSON text: the string "true" stays a string, 64 an integer."""
+    path = tmp_path / "sides.toml"
+    path.write_text(
+        "[b.set]\n'text_config.a' = 'true'\n'text_config.b' = '64'\n'text_config.c' = 64\n"
+        "'text_config.d' = '{\"k\": 1}'\nenforce-eager = true\n"
+    )
+    _, b = resolve_sides(None, None, file=path)
+    assert b.settings == {
+        "text_config.a": "true",
+        "text_config.b": "64",
+        "text_config.c": 64,
+        "text_config.d": '{"k": 1}',
+        "enforce_eager": True,
+    }
+    path.write_text(f"[b.set]\n'{BIDI}' = 'null'\n")  # the text null is no null: refused
+    with pytest.raises(UserError, match=r"TOML has no null value: list the setting in null"):
+        resolve_sides(None, None, file=path)
+
+
+def test_dashes_and_underscores_are_one_setting_on_both_sides():
+    """``--a-set enforce_eager=true --b-set enforce-eager=true`` is no factor (an A/A)."""
+    a, b = resolve_sides("pre", "pre", ["enforce_eager=true"], ["enforce-eager=true"])
+    assert a.settings == b.settings == {"enforce_eager": True}
+    assert factor_of(a, b, BASE) == {}
+    with pytest.raises(UserError, match="--b-set enforce_eager: given twice"):
+        resolve_sides(None, None, (), ["enforce_eager=true", "enforce-eager=false"])
+    path_a = parse_settings(["hf-overrides.text-config.x=1"], "--a-set")
+    assert path_a == {"text_config.x": 1}
 
 
 def test_a_broken_sides_file_is_a_clear_error(tmp_path):
@@ -166,7 +202,8 @@ def test_a_broken_sides_file_is_a_clear_error(tmp_path):
         ("[b.set]\nnorm='pre'\n", r"\[b.set\] norm"),
         ("a = 'pre'\n", "must be tables"),
         ("[a]\nset = 'x'\n", "must be tables"),
-        ("[a]\nvaraint = 'pre'\n", r"only variant and set, not \['varaint'\]"),
+        ("[a]\nvaraint = 'pre'\n", r"only variant, set and null, not \['varaint'\]"),
+        ("[a]\nnull = 'x'\n", "null must be a list"),
         ("[a]\nvariant = 3\n", "variant must be a string"),
     ):
         bad.write_text(text)

@@ -1,13 +1,10 @@
 """A side of an A/B: the embedder variant plus named engine-side settings, and the factor.
 
 ``compare --a pre --b pre --b-set dtype=bfloat16`` A/Bs any engine-side setting, not only the
-embedder. A setting is ``KEY=VALUE`` (the value read as JSON, else a plain string):
-
-- a dotted key (``text_config.use_bidirectional_attention=null``) overrides a field of the
-  checkpoint's config (vLLM's ``hf_overrides``); ``hf_overrides.KEY`` names a top-level one;
-- a plain key is a vLLM engine argument: one of our engine settings (``dtype``,
-  ``max_soft_tokens``, ``enforce_eager``, ...) or any other (``attention_backend``,
-  ``mm_processor_kwargs``), passed to vLLM as given.
+embedder. A setting is ``KEY=VALUE`` in the one grammar of :mod:`screenspot_eval.backends.overrides`
+(dashes and underscores the same; a dotted key overrides a field of the checkpoint's config,
+a plain key is a vLLM engine argument: one of our engine settings or any other, passed to vLLM
+as given).
 
 The **factor** is what differs between the two sides' resolved settings; ``compare`` allows
 exactly those differences, names them in its headline, and refuses any other. Pure: no vLLM.
@@ -23,12 +20,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from screenspot_eval.backends.overrides import merge_nested, nested, parse_overrides
+from screenspot_eval.backends.overrides import (
+    collect_settings,
+    config_key,
+    is_config_override,
+    parse_settings,
+    set_dotted,
+)
 from screenspot_eval.backends.variant import Variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.errors import UserError
 
-HF_PREFIX = "hf_overrides."
 #: Two probes whose top-k first-token logprobs differ by less compute the same thing (the
 #: embedder switch's self-check and a factor's no-effect refusal use the one threshold).
 MIN_PROBE_DIFFERENCE = 1e-4
@@ -101,34 +103,12 @@ class SideSettings(BaseModel):
         return f"{self.variant}" + (f" with {shown}" if shown else "")
 
 
-def parse_settings(items: Iterable[str], option: str) -> dict[str, Any]:
-    """``["dtype=bfloat16", "text_config.x=null"]`` -> ``{"dtype": "bfloat16", ...}``, keys
-    in one spelling (``hf_overrides.text_config.x`` is ``text_config.x``); a key given twice,
-    or one that is part of another, is refused."""
-    canonical: dict[str, Any] = {}
-    for item in items:
-        try:
-            ((key, value),) = parse_overrides([item]).items()
-        except UserError as exc:
-            raise UserError(str(exc).replace("--override", option)) from exc
-        if "." not in key and key in NOT_SIDE_SETTINGS:
+def side_settings(settings: Mapping[str, Any], option: str) -> dict[str, Any]:
+    """Parsed settings (canonical keys), refused where a key is no side setting."""
+    for key in settings:
+        if not is_config_override(key) and key in NOT_SIDE_SETTINGS:
             raise UserError(f"{option} {key}: not a side setting ({_not_side_reason(key)})")
-        name = canonical_key(key)
-        if name in canonical:
-            raise UserError(f"{option} {name}: given twice")
-        canonical[name] = value
-    for key in canonical:
-        for other in canonical:
-            if other.startswith(key + "."):
-                raise UserError(f"{option} {key} and {other}: one is a field of the other")
-    return canonical
-
-
-def canonical_key(key: str) -> str:
-    """One spelling per setting: ``hf_overrides.`` is dropped where the rest has a dot (which
-    already makes it a config override); a top-level config field keeps it."""
-    rest = key.removeprefix(HF_PREFIX)
-    return rest if "." in rest else key
+    return dict(settings)
 
 
 def _not_side_reason(key: str) -> str:
@@ -139,33 +119,28 @@ def _not_side_reason(key: str) -> str:
     return "it places the engine, it does not change what it computes"
 
 
-def is_config_override(key: str) -> bool:
-    """A key that overrides the checkpoint's config (``hf_overrides``), not an engine argument."""
-    return "." in key
-
-
-def config_key(key: str) -> str:
-    """The config field a model-config override names (``hf_overrides.`` dropped)."""
-    return key.removeprefix(HF_PREFIX)
+def engine_setting_paths(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as the dotted paths of the run configuration they set: a config override
+    under ``engine.extra.hf_overrides``, one of our engine settings as itself, any other
+    vLLM engine argument under ``engine.extra``."""
+    paths: dict[str, Any] = {}
+    for key, value in settings.items():
+        if is_config_override(key):
+            paths[f"engine.extra.hf_overrides.{config_key(key)}"] = value
+        elif key in EngineSettings.model_fields and key != "extra":
+            paths[f"engine.{key}"] = value
+        else:
+            paths[f"engine.extra.{key}"] = value
+    return paths
 
 
 def apply_settings(engine: EngineSettings, settings: Mapping[str, Any]) -> EngineSettings:
     """``engine`` with a side's settings laid over it (validated as the engine settings are)."""
-    data = engine.model_dump()
-    extra = dict(data.get("extra", {}))
-    overrides = {config_key(k): v for k, v in settings.items() if is_config_override(k)}
-    if overrides:
-        extra["hf_overrides"] = merge_nested(extra.get("hf_overrides", {}), nested(overrides))
-    for key, value in settings.items():
-        if is_config_override(key):
-            continue
-        if key in EngineSettings.model_fields:
-            data[key] = value
-        else:
-            extra[key] = value
-    data["extra"] = extra
+    data = {"engine": engine.model_dump()}
+    for path, value in engine_setting_paths(settings).items():
+        set_dotted(data, path, value)
     try:
-        engine = EngineSettings.model_validate(data)
+        engine = EngineSettings.model_validate(data["engine"])
         llm_kwargs(engine)  # buildable engine arguments, as for the shared settings
     except ValueError as exc:
         raise UserError(f"a side's settings do not make valid engine settings:\n{exc}") from exc
@@ -238,11 +213,11 @@ SideFile = tuple[str | None, dict[str, Any]]  # a side's variant (None: not give
 
 
 def read_sides_file(path: Path) -> dict[str, SideFile]:
-    """A TOML file with tables ``[a]`` and ``[b]``, each with an optional ``variant`` and a
-    ``set`` table of settings, keys and values as on the command line (a string value is read
-    as JSON where it is JSON, so ``"null"`` is null). A config override is a quoted dotted key
-    (``"text_config.use_bidirectional_attention" = "null"``) or a table under one of
-    :data:`CONFIG_TABLES`; any other table is an engine argument that takes a dict."""
+    """A TOML file with tables ``[a]`` and ``[b]``, each with an optional ``variant``, a ``set``
+    table of settings (keys as on the command line, values typed by TOML) and a ``null`` list
+    of settings set to null, which TOML cannot write. A config override is a quoted dotted key
+    (``"text_config.sliding_window" = 64``) or a table under one of :data:`CONFIG_TABLES`; any
+    other table is an engine argument that takes a dict."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -252,21 +227,33 @@ def read_sides_file(path: Path) -> dict[str, SideFile]:
     unknown = sorted(set(data) - {"a", "b"})
     if unknown:
         raise UserError(f"sides file {path}: only tables [a] and [b], not {unknown}")
-    sides: dict[str, SideFile] = {}
-    for name, table in data.items():
-        where = f"sides file {path}, [{name}]"
-        if not isinstance(table, dict) or not isinstance(table.get("set", {}), dict):
-            raise UserError(f"{where}: [{name}] and [{name}.set] must be tables")
-        extra = sorted(set(table) - {"variant", "set"})
-        if extra:
-            raise UserError(f"{where}: only variant and set, not {extra}")
-        variant = table.get("variant")
-        if variant is not None and not isinstance(variant, str):
-            raise UserError(f"{where}: variant must be a string")
-        flat = _flatten(table.get("set", {}))
-        items = [f"{k}={_as_text(v)}" for k, v in flat.items()]
-        sides[name] = (variant, parse_settings(items, f"[{name}.set]"))
-    return sides
+    return {
+        name: _read_side(table, f"sides file {path}, [{name}]", name)
+        for name, table in data.items()
+    }
+
+
+def _read_side(table: Any, where: str, name: str) -> SideFile:
+    if not isinstance(table, dict) or not isinstance(table.get("set", {}), dict):
+        raise UserError(f"{where}: [{name}] and [{name}.set] must be tables")
+    extra = sorted(set(table) - {"variant", "set", "null"})
+    if extra:
+        raise UserError(f"{where}: only variant, set and null, not {extra}")
+    variant = table.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise UserError(f"{where}: variant must be a string")
+    nulls = table.get("null", [])
+    if not isinstance(nulls, list) or not all(isinstance(k, str) for k in nulls):
+        raise UserError(f"{where}: null must be a list of setting names")
+    flat = _flatten(table.get("set", {}))
+    for key, value in flat.items():
+        if value == "null":
+            raise UserError(
+                f'{where}: {key} = "null" is the text null; TOML has no null value: '
+                f'list the setting in null = ["{key}"]'
+            )
+    pairs = [*flat.items(), *((key, None) for key in nulls)]
+    return variant, side_settings(collect_settings(pairs, f"[{name}.set]"), f"[{name}.set]")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -280,10 +267,6 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 class SettingReading(BaseModel):
@@ -376,7 +359,8 @@ def resolve_sides(
     merged = []
     for name, (variant, items) in zip("ab", given, strict=True):
         filed_variant, filed = from_file.get(name, (None, {}))
-        settings = {**filed, **parse_settings(items, f"--{name}-set")}
+        option = f"--{name}-set"
+        settings = {**filed, **side_settings(parse_settings(items, option), option)}
         merged.append((variant or filed_variant, settings))
     defaults = DEFAULT_WITH_SETTINGS if any(s for _, s in merged) else DEFAULT_SIDES
     sides = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,33 +436,15 @@ class Opt:
     default: Any = None  # None: not given, so the config file or the defaults decide
 
 
-def parse_key_values(items: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "b=x", 'c={"k": 2}']`` -> ``{"a": 1, "b": "x", "c": {"k": 2}}``."""
-    parsed: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--engine-arg")
-        try:
-            parsed[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed[key.replace("-", "_")] = raw
-    return parsed
-
-
 def engine_arg_overrides(engine_arg: list[str] | None) -> dict[str, Any]:
-    """``--engine-arg`` values as dotted config keys: a known engine setting sets that setting
-    (so ``dtype=float16`` means ``--dtype float16`` in every command), the rest go to extra."""
-    from screenspot_eval.backends.vllm.engine_args import EngineSettings
+    """``--engine-arg`` values as dotted config keys, in the one settings grammar: a key naming
+    one of our engine settings sets that setting (``dtype=float16`` and ``enforce-eager=true``
+    mean ``--dtype float16`` and ``--enforce-eager`` in every command), a dotted key overrides
+    the checkpoint's config, the rest are passed to vLLM."""
+    from screenspot_eval.backends.overrides import parse_settings
+    from screenspot_eval.backends.sides import engine_setting_paths
 
-    extra = parse_key_values(engine_arg)
-    dotted: dict[str, Any] = {}
-    for known in EngineSettings.model_fields:
-        if known in extra and known != "extra":
-            dotted[f"engine.{known}"] = extra.pop(known)
-    if extra:
-        dotted["engine.extra"] = extra
-    return dotted
+    return engine_setting_paths(parse_settings(engine_arg, "--engine-arg"))
 
 
 CONFIG_FILE = (Opt("config", ConfigOpt),)

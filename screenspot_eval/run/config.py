@@ -21,7 +21,8 @@ from screenspot_eval.backends.engines import (
     llm_kwargs,
     server_side_settings,
 )
-from screenspot_eval.backends.overrides import merge_nested
+from screenspot_eval.backends.overrides import collect_settings, merge_nested, set_dotted
+from screenspot_eval.backends.sides import engine_setting_paths
 from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
@@ -143,13 +144,10 @@ class RunConfig(BaseModel):
 
     def fingerprint(self, prompt_hash: str) -> str:
         """Hash of :meth:`outcome_settings` without the fields at their defaults, plus the
-        prompt template's content hash: adding a setting with a default (which keeps today's
-        behaviour) leaves every existing run's fingerprint as it was."""
+        prompt template's content hash: a short name for the configuration, recorded in the
+        manifest (whether a folder resumes is decided by ``check_resumable`` in
+        :mod:`screenspot_eval.run.session`, on the settings themselves)."""
         return _hash({**without_defaults(self.outcome_settings()), "prompt_hash": prompt_hash})
-
-    def legacy_fingerprint(self, prompt_hash: str) -> str:
-        """The fingerprint runs made before December 2026 recorded (every field hashed)."""
-        return _hash({**self.outcome_settings(), "prompt_hash": prompt_hash})
 
 
 def _hash(payload: dict[str, Any]) -> str:
@@ -204,22 +202,33 @@ def with_defaults(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """A TOML run config as a nested dict (sections engine, data, prompt, sampling, runtime)."""
+    """A TOML run config as a nested dict (sections engine, data, prompt, sampling, runtime),
+    its ``[engine]`` table in the one settings grammar (:func:`engine_table`)."""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        tree = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    if isinstance(tree.get("engine"), dict):
+        tree["engine"] = engine_table(tree["engine"], f"config {path} [engine]")
+    return tree
 
 
-def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """``set_dotted(t, "data.selection.limit", 5)`` creates the path as needed."""
-    node = tree
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
+def engine_table(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """An ``[engine]`` table with keys in their one spelling (``enforce-eager`` is
+    ``enforce_eager``) and its ``extra`` table read as ``--engine-arg`` reads its settings: one
+    of our engine settings sets that setting, a dotted key overrides the checkpoint's config."""
+    extra = table.get("extra", {})
+    own = collect_settings(((k, v) for k, v in table.items() if k != "extra"), where)
+    if not isinstance(extra, dict):
+        return {**own, "extra": extra}  # the model's validation names the bad type
+    tree: dict[str, Any] = {"engine": own}
+    for path, value in engine_setting_paths(collect_settings(extra.items(), where)).items():
+        if path.removeprefix("engine.") in own:
+            raise ConfigError(f"{where}: {path.removeprefix('engine.')} given twice")
+        set_dotted(tree, path, value)
+    return tree["engine"]
 
 
 def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
