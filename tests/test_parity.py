@@ -28,7 +28,9 @@ from screenspot_eval.backends.vllm.parity import (
 )
 from screenspot_eval.cli.app import app
 from screenspot_eval.errors import EXIT_USER_ERROR, UserError
-from screenspot_eval.report.parity import (
+from screenspot_eval.report.parity import write_parity
+from screenspot_eval.run.parity import ParityOptions, engine_groups
+from screenspot_eval.stats.parity import (
     FP32_TOLERANCE,
     PositionLogprobs,
     SwitchCheck,
@@ -38,9 +40,7 @@ from screenspot_eval.report.parity import (
     tolerance_verdict,
     topk_kl,
     verdict,
-    write_parity,
 )
-from screenspot_eval.run.parity import ParityOptions, engine_groups
 
 L = math.log
 

@@ -30,20 +30,19 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import instruction_for
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template, render_messages
-from screenspot_eval.report.parity import (
+from screenspot_eval.report.parity import render_terminal, write_parity
+from screenspot_eval.run.config import RunConfig, describe_config, require_out
+from screenspot_eval.run.repeats import engine_starter
+from screenspot_eval.run.session import VLLM_LOG, image_budget, open_selection, say
+from screenspot_eval.stats.parity import (
     FP32_TOLERANCE,
     KL_DEFINITION,
     ParityReport,
     PositionLogprobs,
     SwitchCheck,
     build_report,
-    render_terminal,
     summarise,
-    write_parity,
 )
-from screenspot_eval.run.config import RunConfig, describe_config, require_out
-from screenspot_eval.run.repeats import engine_starter
-from screenspot_eval.run.session import VLLM_LOG, image_budget, open_selection, say
 from screenspot_eval.store.manifest import environment, utc_now
 
 DEFAULT_VARIANTS: tuple[str, ...] = VARIANTS
