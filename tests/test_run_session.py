@@ -656,8 +656,8 @@ def test_against_servers_the_servers_engine_settings_are_neither_recorded_nor_fi
     tmp_path, make_config, samples, capsys
 ):
     """A run against servers records only the engine settings the client decides; vLLM's given
-    anyway are named on the terminal as the servers'. A folder started before this (its
-    manifest holding every engine setting) resumes, and so does one given other vLLM values."""
+    anyway are named on the terminal as the servers'. The folder resumes when given other
+    vLLM values."""
     servers = {"runtime.endpoints": ("http://127.0.0.1:9",)}
     given = make_config(**servers, **{"engine.dtype": "float32", "engine.max_model_len": 2048})
     plain = make_config(**servers)
@@ -673,14 +673,8 @@ def test_against_servers_the_servers_engine_settings_are_neither_recorded_nor_fi
     assert set(manifest["config"]["engine"]) == {"model", "norm", "revision", "max_soft_tokens"}
     assert set(manifest["outcome_settings"]["engine"]) <= set(manifest["config"]["engine"])
 
-    def recorded_whole(m: dict[str, Any]) -> None:  # as runs made before this change were
-        m["config"]["engine"] = given.engine.model_dump(mode="json")
-        m["outcome_settings"]["engine"] = given.engine.model_dump(mode="json")
-        m["config_fingerprint"] = "0" * 16
-
-    _rewrite_manifest(out, recorded_whole)
     other = make_config(**servers, **{"engine.dtype": "bfloat16"})
-    run(other, out, FakeBackend(samples))
+    run(other, out, FakeBackend(samples))  # the servers' dtype is no setting of this run
     assert manifest_of(out)["status"] == "complete"
     assert len(lines_on_disk(out)) == N
     local = tmp_path / "local"  # in-process, vLLM's settings are the run's own
@@ -700,18 +694,16 @@ def _rewrite_manifest(out: Path, edit: Callable[[dict[str, Any]], None]) -> None
 def test_a_setting_added_since_the_run_started_resumes_at_its_default(
     tmp_path, make_config, samples
 ):
-    """A run recorded before `engine.enforce_eager` existed (absent from its manifest, with
-    the fingerprint of that time) resumes: the new field's default keeps its behaviour."""
-    from screenspot_eval.run.config import _hash
-
+    """A run recorded before `engine.enforce_eager` existed (absent from its manifest) resumes:
+    the one rule fills in the new field's default, which keeps its behaviour; the recorded
+    fingerprint plays no part."""
     out = tmp_path / "out"
     with pytest.raises(RunAbortedError):
         run(make_config(), out, FakeBackend(samples, die_after=4))
 
     def as_before_the_field(manifest: dict[str, Any]) -> None:
         del manifest["outcome_settings"]["engine"]["enforce_eager"]
-        payload = {**manifest["outcome_settings"], "prompt_hash": manifest["prompt_hash"]}
-        manifest["config_fingerprint"] = _hash(payload)  # what the old scheme recorded
+        manifest["config_fingerprint"] = "0" * 16
 
     _rewrite_manifest(out, as_before_the_field)
     result, factory = run(make_config(), out, FakeBackend(samples))

@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from screenspot_eval.backends.base import Backend, BackendError
-from screenspot_eval.backends.engines import EngineSettings, client_settings, start_engine
+from screenspot_eval.backends.engines import EngineSettings, start_engine
 from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
 from screenspot_eval.backends.variant import VariantMismatchError, check_variant
 from screenspot_eval.data.errors import Exclusion
@@ -164,20 +164,15 @@ def _dataset_entry(data: LoadedDataset, files: dict[str, str]) -> DatasetEntry:
 def check_resumable(
     old: Manifest, config: RunConfig, template: PromptTemplate, files: dict[str, str]
 ) -> None:
-    """Refuse to mix configurations or inputs in one folder; say exactly what differs.
-
-    A setting added since the run started (absent from its manifest) counts as its default,
-    which keeps the behaviour the run had: such a run resumes."""
-    known = {config.fingerprint(template.content_hash)}
-    known.add(config.legacy_fingerprint(template.content_hash))
-    current = config.outcome_settings()
-    new = {**current, "prompt_hash": template.content_hash}
-    before = {**with_defaults(old.outcome_settings, current), "prompt_hash": old.prompt_hash}
-    if config.against_servers:  # runs recorded before the servers' settings were left out
-        before["engine"] = client_settings(before.get("engine", {}))
-    differences = diff_settings(before, new)
-    if old.config_fingerprint not in known and (differences or not old.outcome_settings):
-        lines = "\n  ".join(differences) or "(fingerprint only)"
+    """The one rule for whether a folder resumes: the outcome settings it recorded, each
+    setting added since then at its default (which keeps the behaviour the run had), equal
+    those asked for, prompt template included; and its dataset files are unchanged. Anything
+    else is refused with every difference named."""
+    asked = config.outcome_settings()
+    recorded = {**with_defaults(old.outcome_settings, asked), "prompt_hash": old.prompt_hash}
+    differences = diff_settings(recorded, {**asked, "prompt_hash": template.content_hash})
+    if differences:
+        lines = "\n  ".join(differences)
         raise RunRefusedError(
             "this folder holds a run with a different configuration:\n  "
             f"{lines}\nuse --restart to start it over, or choose another --out"
