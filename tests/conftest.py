@@ -18,7 +18,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random Gemma 4 checkpoint, built once per test session (about 5 s)."""
-    pytest.importorskip("transformers")
     from screenspot_eval.backends.vllm.tiny import build_tiny_gemma4
 
     return build_tiny_gemma4(tmp_path_factory.mktemp("tiny-gemma4"))

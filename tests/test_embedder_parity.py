@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+import transformers.models.gemma4.modeling_gemma4 as transformers_gemma4
+from torch import nn
 
-torch = pytest.importorskip("torch")
-transformers_gemma4 = pytest.importorskip("transformers.models.gemma4.modeling_gemma4")
-
-from torch import nn  # noqa: E402
-
-from screenspot_eval.backends.vllm.embedder import (  # noqa: E402
+from screenspot_eval.backends.vllm.embedder import (
     SelectableNormEmbedder,
     rms_norm_without_weight,
 )

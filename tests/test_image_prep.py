@@ -15,11 +15,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from screenspot_eval.backends.vllm.prepare import (  # noqa: E402
+from screenspot_eval.backends.vllm.prepare import (
     ORIGINAL,
     PREPARED,
     ImagePreparer,

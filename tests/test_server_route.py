@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fastapi")
-
 from screenspot_eval.backends.vllm import server_route
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("transformers")
-
 
 def test_tiny_checkpoint_is_small_and_widths_differ(tiny_model_dir: Path):
     config = json.loads((tiny_model_dir / "config.json").read_text())
