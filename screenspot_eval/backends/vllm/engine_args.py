@@ -112,11 +112,11 @@ def default_processor_cache_gb(settings: EngineSettings) -> float:
     uuid, so vLLM does not hash pixels to look them up)."""
     budget = settings.max_soft_tokens or settings.mm_processor_kwargs.get("max_soft_tokens")
     if not isinstance(budget, int):
-        budget = _checkpoint_budget(settings.model) or max(IMAGE_BUDGETS)
+        budget = checkpoint_budget(settings.model) or max(IMAGE_BUDGETS)
     return round(PROCESSOR_CACHE_ITEMS * processor_cache_item_bytes(budget) / 2**30, 3)
 
 
-def _checkpoint_budget(model: str) -> int | None:
+def checkpoint_budget(model: str) -> int | None:
     """A local checkpoint's own ``max_soft_tokens`` (processor_config.json), else None."""
     from pathlib import Path
 

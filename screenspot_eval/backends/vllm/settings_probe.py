@@ -26,6 +26,7 @@ from typing import Any
 
 from screenspot_eval.backends.overrides import read_value
 from screenspot_eval.backends.sides import SettingReading, config_key, is_config_override
+from screenspot_eval.backends.vllm.engine_args import checkpoint_budget
 
 BIDIRECTIONAL = "use_bidirectional_attention"
 #: vLLM's resolved configuration, searched in this order for a plain engine argument.
@@ -85,11 +86,61 @@ def worker_settings(model: Any, keys: list[str]) -> dict[str, Any]:
     return {"values": values, "layers": sorted(layers, key=lambda x: x["index"]), "full": full}
 
 
-def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> str:
+@dataclasses.dataclass(frozen=True)
+class ImageRanges:
+    """What decides whether an image longer than the sliding window keeps its bidirectional
+    range: the release, its model runner, the window and the longest image the budget allows."""
+
+    vllm_version: str | None
+    v2_runner: bool
+    sliding_window: int | None
+    budget: int | None  # soft tokens per image at most (None: unknown)
+
+    def long_ranges(self) -> str | None:
+        """``kept`` (clamped to the window), ``dropped`` (the image falls back to causal) or
+        None (not read for this release). Read in the released wheels' sources: vLLM 0.32's V2
+        runner skips every range longer than the window (``v1/worker/gpu/attn_utils.py``), its
+        V1 runner clamps (``mm_prefix_clamp_sliding_window``, which Gemma 4 sets); 0.34
+        removed V1 and its V2 runner clamps; 0.33 and releases before 0.32 were not read."""
+        release = _release(self.vllm_version)
+        if release is None or release < (0, 32) or release[:2] == (0, 33):
+            return None
+        if release[:2] == (0, 32):
+            return "dropped" if self.v2_runner else "kept"
+        return "kept"
+
+    def qualify(self) -> str:
+        """What the layer count needs added for images longer than the window ('' if none)."""
+        if self.sliding_window is None or (
+            self.budget is not None and self.budget <= self.sliding_window
+        ):
+            return ""
+        runner = "V2" if self.v2_runner else "V1"
+        where = f"vLLM {self.vllm_version or 'unknown'}, {runner} model runner"
+        longer = f"images over {self.sliding_window} soft tokens (the sliding window)"
+        if self.budget is not None:
+            longer += f", possible at the {self.budget} budget,"
+        kept = self.long_ranges()
+        if kept == "kept":
+            return f"; {longer} keep their ranges, clamped to the window ({where})"
+        if kept == "dropped":
+            return f"; {longer} attend causally: this release drops their ranges ({where})"
+        return f"; for {longer} this is not proven on this release ({where})"
+
+
+def _release(version: str | None) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in (version or "").split("+")[0].split(".")[:3])
+    except ValueError:
+        return None
+
+
+def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool, ranges: ImageRanges) -> str:
     """How the decoder layers attend over image tokens: bidirectionally where vLLM builds
     mm-prefix ranges for the model, the layer is not a full-attention layer it clears them for,
     and the layer's kernel applies them; causally otherwise, naming the layers whose ranges
-    were built but ignored by their kernel."""
+    were built but ignored by their kernel. Where some layers attend bidirectionally, what the
+    release's model runner does with images longer than the sliding window is added."""
     full = set(worker.get("full", ()))
     layers = list(worker.get("layers", ()))
     asked = [layer for layer in layers if mm_prefix_lm and layer["index"] not in full]
@@ -98,6 +149,8 @@ def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> str:
     summary = f"image tokens attend bidirectionally on {bidirectional} of {len(layers)} layers"
     if not mm_prefix_lm:
         summary += " (vLLM builds no image ranges for this model)"
+    if bidirectional:
+        summary += ranges.qualify()
     if dropped:
         backends = ", ".join(sorted({layer["backend"] for layer in dropped}))
         summary += (
@@ -105,6 +158,21 @@ def image_attention(worker: Mapping[str, Any], mm_prefix_lm: bool) -> str:
             f"({backends}) ignores (no mm-prefix support)"
         )
     return summary
+
+
+def image_ranges(engine: Any, vllm_config: Any) -> ImageRanges:
+    """The facts :class:`ImageRanges` needs, read from a started engine."""
+    provenance = engine.provenance
+    text = getattr(vllm_config.model_config, "hf_text_config", None)
+    window = getattr(text, "sliding_window", None)
+    settings = engine.settings
+    budget = settings.max_soft_tokens or settings.mm_processor_kwargs.get("max_soft_tokens")
+    return ImageRanges(
+        vllm_version=provenance.vllm_version if provenance else None,
+        v2_runner=bool(getattr(vllm_config, "use_v2_model_runner", False)),
+        sliding_window=window if isinstance(window, int) else None,
+        budget=budget if isinstance(budget, int) else checkpoint_budget(settings.model),
+    )
 
 
 def read_settings(engine: Any, requested: Mapping[str, Any]) -> list[SettingReading]:
@@ -116,22 +184,23 @@ def read_settings(engine: Any, requested: Mapping[str, Any]) -> list[SettingRead
     if any(w != first for w in workers[1:]):
         raise RuntimeError(f"workers disagree about the settings they run: {workers}")
     mm_prefix_lm = bool(getattr(vllm_config.model_config, "is_mm_prefix_lm", False))
+    ranges = image_ranges(engine, vllm_config)
     readings = []
     for key, value in requested.items():
         if is_config_override(key):
-            readings.append(_config_reading(key, value, first, mm_prefix_lm))
+            readings.append(_config_reading(key, value, first, mm_prefix_lm, ranges))
         else:
             readings.append(_engine_reading(key, value, engine, vllm_config, first))
     return readings
 
 
 def _config_reading(
-    key: str, value: Any, worker: Mapping[str, Any], mm_prefix_lm: bool
+    key: str, value: Any, worker: Mapping[str, Any], mm_prefix_lm: bool, ranges: ImageRanges
 ) -> SettingReading:
     resolved = worker["values"].get(config_key(key))
     detail = None
     if config_key(key).endswith(BIDIRECTIONAL):
-        detail = image_attention(worker, mm_prefix_lm)
+        detail = image_attention(worker, mm_prefix_lm, ranges)
     return SettingReading(
         key=key,
         requested=value,
