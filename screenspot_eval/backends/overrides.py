@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import tomllib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from screenspot_eval.errors import UserError
@@ -106,6 +108,16 @@ def parse_overrides(items: Iterable[str] | None, option: str = "--override") -> 
     ``{"text_config.x": None, "image_token_id": 7}``: every key names a config field."""
     parsed = (split_setting(item, option) for item in items or ())
     return collect_settings(((config_key(canonical_key(k)), v) for k, v in parsed), option)
+
+
+def read_toml(path: Path, what: str, error: type[UserError] = UserError) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is ``error`` naming ``what``."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise error(f"{what} {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} {path} is not valid TOML: {exc}") from exc
 
 
 def nested(overrides: Mapping[str, Any]) -> dict[str, Any]:

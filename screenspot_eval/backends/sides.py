@@ -13,7 +13,6 @@ exactly those differences, names them in its headline, and refuses any other. Pu
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from screenspot_eval.backends.overrides import (
     config_key,
     is_config_override,
     parse_settings,
+    read_toml,
     set_dotted,
 )
 from screenspot_eval.backends.variant import Variant
@@ -218,12 +218,7 @@ def read_sides_file(path: Path) -> dict[str, SideFile]:
     of settings set to null, which TOML cannot write. A config override is a quoted dotted key
     (``"text_config.sliding_window" = 64``) or a table under one of :data:`CONFIG_TABLES`; any
     other table is an engine argument that takes a dict."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"sides file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"sides file {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path, "sides file")
     unknown = sorted(set(data) - {"a", "b"})
     if unknown:
         raise UserError(f"sides file {path}: only tables [a] and [b], not {unknown}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +20,12 @@ from screenspot_eval.backends.engines import (
     llm_kwargs,
     server_side_settings,
 )
-from screenspot_eval.backends.overrides import collect_settings, merge_nested, set_dotted
+from screenspot_eval.backends.overrides import (
+    collect_settings,
+    merge_nested,
+    read_toml,
+    set_dotted,
+)
 from screenspot_eval.backends.sides import engine_setting_paths
 from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
@@ -204,12 +208,7 @@ def with_defaults(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str
 def read_config_file(path: Path) -> dict[str, Any]:
     """A TOML run config as a nested dict (sections engine, data, prompt, sampling, runtime),
     its ``[engine]`` table in the one settings grammar (:func:`engine_table`)."""
-    try:
-        tree = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    tree = read_toml(path, "config file", ConfigError)
     if isinstance(tree.get("engine"), dict):
         tree["engine"] = engine_table(tree["engine"], f"config {path} [engine]")
     return tree
