@@ -263,9 +263,12 @@ def test_no_images_mode_still_checks_paths(release: Path) -> None:
 def test_decompression_bomb_is_refused_with_a_clear_reason(
     release: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    every = {s.id for s in load_release(release).samples}
+    assert len(every) == 24
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     loaded = load_release(release, strict=False)
     assert loaded.samples == []
+    assert {e.sample_id for e in loaded.exclusions} == every  # each one refused, none dropped
     assert all("decompression bomb" in e.reason for e in loaded.exclusions)
     assert all(e.field == "img_filename" and e.sample_id for e in loaded.exclusions)
 
