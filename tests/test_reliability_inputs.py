@@ -209,8 +209,10 @@ def _cells(line: str) -> int:
 
 
 def assert_markdown_tables_intact(text: str) -> None:
-    """Every table row has the header's cell count, and no cell spills onto a loose line."""
+    """There is a table; every table row has the header's cell count, and no cell spills onto
+    a loose line."""
     lines = text.split("\n")
+    tables = 0
     for i, line in enumerate(lines):
         if not line.startswith("|"):
             continue
@@ -226,6 +228,8 @@ def assert_markdown_tables_intact(text: str) -> None:
             block.append(following)
         widths = {_cells(row) for row in block}
         assert len(widths) == 1, f"table rows with different cell counts: {block[:4]}"
+        tables += 1
+    assert tables, f"no markdown table at all: {text[:300]!r}"
 
 
 # === hostile text: one dataset, two runs, a comparison ======================================
@@ -360,7 +364,9 @@ def test_newline_in_a_group_name_does_not_break_the_summary_table(tmp_path: Path
     write_release(root, {FILE: [record("s0", "app/shot0.png", group="Dev\nOps")]})
     loaded = open_dataset(str(root))
     result, _ = run(make_config(root), tmp_path / "out", FakeBackend(loaded.samples))
-    assert_markdown_tables_intact(result.exports["summary"].read_text(encoding="utf-8"))
+    summary = result.exports["summary"].read_text(encoding="utf-8")
+    assert "\n| Dev Ops | 100.00 | 1 |" in summary  # the group's row, its line break a space
+    assert_markdown_tables_intact(summary)
 
 
 # --- the terminal output of `data check` ---------------------------------------------------
