@@ -59,6 +59,7 @@ def test_like_official_resolutions_and_visible_targets(tmp_path: Path) -> None:
     """Unscaled screenshots keep the official sizes; a couple at full size is still quick."""
     synthesize_release(tmp_path, 2, seed=4, like_official=True, resolutions=[(1920, 1080)])
     loaded = load_release(tmp_path)
+    assert len(loaded.samples) == 2
     for sample in loaded.samples:
         assert sample.img_size == (1920, 1080)
         with Image.open(tmp_path / "images" / sample.img_filename) as image:
