@@ -40,19 +40,36 @@ def engine_kwargs(command: str, *args: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "flags",
+    ("flags", "given"),
     [
-        ("--engine-arg", "dtype=float16"),
-        ("--dtype", "float16"),
-        ("--engine-arg", "max_model_len=4096", "--engine-arg", "swap_space=2"),
-        ("--max-soft-tokens", "560", "--tp", "2", "--enforce-eager", "--seed", "7"),
-        ("--engine-arg", 'mm_processor_kwargs={"do_pan_and_scan": false}'),
+        (("--engine-arg", "dtype=float16"), {"dtype": "float16"}),
+        (("--dtype", "float16"), {"dtype": "float16"}),
+        (
+            ("--engine-arg", "max_model_len=4096", "--engine-arg", "swap_space=2"),
+            {"max_model_len": 4096, "swap_space": 2},
+        ),
+        (
+            ("--max-soft-tokens", "560", "--tp", "2", "--enforce-eager", "--seed", "7"),
+            {
+                "mm_processor_kwargs": {"max_soft_tokens": 560},
+                "tensor_parallel_size": 2,
+                "enforce_eager": True,
+                "seed": 7,
+            },
+        ),
+        (
+            ("--engine-arg", 'mm_processor_kwargs={"do_pan_and_scan": false}'),
+            {"mm_processor_kwargs": {"do_pan_and_scan": False}},
+        ),
     ],
     ids=["engine-arg-dtype", "dtype", "extra", "named", "mm-kwargs"],
 )
-def test_every_command_gives_the_same_engine_arguments(flags: tuple[str, ...]) -> None:
+def test_every_command_gives_the_same_engine_arguments(
+    flags: tuple[str, ...], given: dict[str, Any]
+) -> None:
     seen = {command: engine_kwargs(command, *flags) for command in ENGINE_COMMANDS}
     assert all(kwargs == seen["run"] for kwargs in seen.values()), seen
+    assert {key: seen["run"].get(key) for key in given} == given  # the flags took effect
 
 
 def test_engine_arg_naming_a_setting_sets_that_setting_everywhere() -> None:
