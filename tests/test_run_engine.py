@@ -92,7 +92,9 @@ def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):
     from screenspot_eval.protocol.coords import gemma4_sent_size
 
     out, _ = full_run
-    for record in read_jsonl(out / "predictions.jsonl"):
+    records = read_jsonl(out / "predictions.jsonl")
+    assert len(records) == 48
+    for record in records:
         sent_w, sent_h = gemma4_sent_size(*record["img_size"], 70)
         assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), record["id"]
         assert record["schema_version"] == 2
@@ -128,7 +130,10 @@ def test_metrics_csv_agrees_with_a_recount(full_run):
     overall = metrics[metrics["slice"] == "overall"].iloc[0]
     assert overall["n"] == len(records)
     assert overall["correct"] == (records["outcome"] == "correct").sum()
-    for _, row in metrics[metrics["slice"] == "application"].iterrows():
+    applications = metrics[metrics["slice"] == "application"]
+    assert set(applications["value"]) == set(records["application"])  # every one, none empty
+    assert applications["n"].sum() == len(records) == 48
+    for _, row in applications.iterrows():
         mine = records[records["application"] == row["value"]]
         assert row["n"] == len(mine)
         assert row["correct"] == (mine["outcome"] == "correct").sum()

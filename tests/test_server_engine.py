@@ -125,7 +125,7 @@ def test_run_against_server_equals_in_process(
     # the manifest keeps only what the client decides (the server's are its provenance)
     assert set(manifest["config"]["engine"]) <= {"model", "norm", "revision", "max_soft_tokens"}
     http, local = records(out), records(full_run[0])
-    assert set(http) == set(local)
+    assert len(local) == 48 and set(http) == set(local)
     for sample_id, record in http.items():
         assert record["endpoint"]
         assert (record["outcome"], record["raw_response"], record["image_soft_tokens"]) == (
@@ -153,6 +153,7 @@ def test_requests_carry_file_urls_and_every_transfer_gives_the_same_answers(
     file itself); --image-transfer bytes (the file's own bytes) and reencode (the decode and
     PNG re-encode of before) give the same outcomes and raw answers as in-process."""
     local = records(full_run[0])
+    assert len(local) == 48
     for transfer, path in (
         ("auto", "file-url"),
         ("bytes", "file-bytes"),
@@ -166,6 +167,7 @@ def test_requests_carry_file_urls_and_every_transfer_gives_the_same_answers(
         assert session["images"]["input"] == "file" and session["images"]["uuids"] is True
         assert session["images"]["paths"] == {path: 48}, (transfer, session["images"])
         assert session["frontend"]["file_root"] == str(synth_data.resolve())
+        assert set(records(out)) == set(local), transfer  # every sample recorded, once
         for sample_id, record in records(out).items():
             assert (record["outcome"], record["raw_response"]) == (
                 local[sample_id]["outcome"],

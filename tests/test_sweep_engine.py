@@ -67,7 +67,9 @@ def test_soft_tokens_grow_with_the_budget_and_match_the_processor(swept, synth_d
     tokens = list(pre["soft_tokens_per_image"])
     assert tokens == sorted(tokens) and tokens[0] < tokens[-1], tokens
     for budget in BUDGETS:
-        for record in records(out / str(budget) / "pre").values():
+        cell = records(out / str(budget) / "pre")
+        assert len(cell) == 48, budget
+        for record in cell.values():
             w, h = record["img_size"]
             sent_w, sent_h = gemma4_sent_size(w, h, budget)
             assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), (budget, record)
@@ -90,7 +92,7 @@ def test_a_cell_equals_a_run_whose_engine_was_started_at_that_budget(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for budget, reference in ((70, full_run[0]), (280, plain)):
         cell, ref = records(out / str(budget) / "pre"), records(reference)
-        assert set(cell) == set(ref)
+        assert len(ref) == 48 and set(cell) == set(ref), budget
         for sample_id, record in cell.items():
             assert (record["outcome"], record["raw_response"]) == (
                 ref[sample_id]["outcome"],
