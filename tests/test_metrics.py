@@ -12,14 +12,12 @@ import pytest
 from screenspot_eval.report.metrics import (
     METRICS_COLUMNS,
     MISSING_VALUE,
-    application_table,
     count_outcomes,
     group_ui_table,
-    language_table,
     leaderboard_table,
     metrics_table,
     overall_table,
-    platform_table,
+    slice_table,
     validate_records,
 )
 from screenspot_eval.report.official_json import (
@@ -120,10 +118,10 @@ def test_overall_and_leaderboard_by_hand(records: pd.DataFrame) -> None:
 
 
 def test_slice_tables(records: pd.DataFrame) -> None:
-    apps = application_table(records).set_index("application")
+    apps = slice_table(records, "application").set_index("application")
     assert apps.loc["vscode", "n"] == 3 and apps.loc["autocad", "failed"] == 1
-    assert platform_table(records).set_index("platform").loc["windows", "accuracy"] == 0.5
-    languages = language_table(records).set_index("language")
+    assert slice_table(records, "platform").set_index("platform").loc["windows", "accuracy"] == 0.5
+    languages = slice_table(records, "language").set_index("language")
     assert languages.loc["cn", "n"] == 1 and languages.loc["en", "n"] == 5
 
 

@@ -173,18 +173,6 @@ def slice_table(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return _table(validate_records(df), [column])
 
 
-def application_table(df: pd.DataFrame) -> pd.DataFrame:
-    return slice_table(df, "application")
-
-
-def platform_table(df: pd.DataFrame) -> pd.DataFrame:
-    return slice_table(df, "platform")
-
-
-def language_table(df: pd.DataFrame) -> pd.DataFrame:
-    return slice_table(df, "language")
-
-
 def metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     """All slices in one table for ``metrics.csv``: overall, group, ui_type, group/ui_type,
     application, platform, language; one row per slice value."""
