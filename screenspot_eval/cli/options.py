@@ -25,117 +25,85 @@ if TYPE_CHECKING:
     from screenspot_eval.run.config import RunConfig
 
 
+def option(kind: Any, *names: str, help: str, panel: str | None = None, **extra: Any) -> Any:
+    """One command-line option: its type, names and help in one place (the ``Annotated`` type
+    Typer reads from a command's signature)."""
+    return Annotated[kind, typer.Option(*names, help=help, rich_help_panel=panel, **extra)]
+
+
 ENGINE = "Engine (vLLM)"
 MODEL = "Model"
 
-ModelOpt = Annotated[
+ModelOpt = option(
+    str | None, "--model", "-m", help="HF repo id or local checkpoint folder.", panel=MODEL
+)
+NormOpt = option(
     str | None,
-    typer.Option(
-        "--model", "-m", help="HF repo id or local checkpoint folder.", rich_help_panel=MODEL
-    ),
-]
-NormOpt = Annotated[
+    "--norm",
+    help="Embedder variant: pre (HF reference), post (vLLM <= 0.19) or native (untouched).",
+    panel=MODEL,
+)
+RevisionOpt = option(str | None, "--revision", help="Model revision (hub).", panel=MODEL)
+DtypeOpt = option(str | None, "--dtype", help="Model dtype.", panel=ENGINE)
+SeedOpt = option(int | None, "--seed", help="Engine seed.", panel=ENGINE)
+MaxModelLenOpt = option(int | None, "--max-model-len", help="Context length.", panel=ENGINE)
+MaxNumSeqsOpt = option(
+    int | None, "--max-num-seqs", help="Max sequences batched at once.", panel=ENGINE
+)
+GpuMemOpt = option(
+    float | None, "--gpu-memory-utilization", help="Fraction of GPU memory.", panel=ENGINE
+)
+TensorParallelOpt = option(
+    int | None, "--tensor-parallel-size", "--tp", help="Tensor parallel size.", panel=ENGINE
+)
+DataParallelOpt = option(
+    int | None, "--data-parallel-size", "--dp", help="Data parallel size.", panel=ENGINE
+)
+ExecutorOpt = option(
     str | None,
-    typer.Option(
-        "--norm",
-        help="Embedder variant: pre (HF reference), post (vLLM <= 0.19) or native (untouched).",
-        rich_help_panel=MODEL,
-    ),
-]
-RevisionOpt = Annotated[
-    str | None, typer.Option("--revision", help="Model revision (hub).", rich_help_panel=MODEL)
-]
-DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="Model dtype.", rich_help_panel=ENGINE)
-]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Engine seed.", rich_help_panel=ENGINE)]
-MaxModelLenOpt = Annotated[
-    int | None, typer.Option("--max-model-len", help="Context length.", rich_help_panel=ENGINE)
-]
-MaxNumSeqsOpt = Annotated[
-    int | None,
-    typer.Option("--max-num-seqs", help="Max sequences batched at once.", rich_help_panel=ENGINE),
-]
-GpuMemOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--gpu-memory-utilization", help="Fraction of GPU memory.", rich_help_panel=ENGINE
-    ),
-]
-TensorParallelOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--tensor-parallel-size", "--tp", help="Tensor parallel size.", rich_help_panel=ENGINE
-    ),
-]
-DataParallelOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--data-parallel-size", "--dp", help="Data parallel size.", rich_help_panel=ENGINE
-    ),
-]
-ExecutorOpt = Annotated[
+    "--distributed-executor-backend",
+    help="mp, ray, uni (passed to vLLM).",
+    panel=ENGINE,
+)
+EnforceEagerOpt = option(
+    bool | None, "--enforce-eager/--no-enforce-eager", help="Disable graph capture.", panel=ENGINE
+)
+EngineCoreOpt = option(
     str | None,
-    typer.Option(
-        "--distributed-executor-backend",
-        help="mp, ray, uni (passed to vLLM).",
-        rich_help_panel=ENGINE,
-    ),
-]
-EnforceEagerOpt = Annotated[
+    "--engine-core",
+    help="Where an in-process engine's core and worker run: auto (default; inline on the "
+    "CPU build, where vLLM's engine processes spin-wait on the same cores, else vLLM's own "
+    "process), process, or inline (VLLM_ENABLE_V1_MULTIPROCESSING=0). No outcome changes.",
+    panel=ENGINE,
+)
+BatchInvariantOpt = option(
     bool | None,
-    typer.Option(
-        "--enforce-eager/--no-enforce-eager", help="Disable graph capture.", rich_help_panel=ENGINE
-    ),
-]
-EngineCoreOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--engine-core",
-        help="Where an in-process engine's core and worker run: auto (default; inline on the "
-        "CPU build, where vLLM's engine processes spin-wait on the same cores, else vLLM's own "
-        "process), process, or inline (VLLM_ENABLE_V1_MULTIPROCESSING=0). No outcome changes.",
-        rich_help_panel=ENGINE,
-    ),
-]
-BatchInvariantOpt = Annotated[
+    "--batch-invariant/--no-batch-invariant",
+    help="vLLM's batch-invariant mode (VLLM_BATCH_INVARIANT=1 in every engine process): "
+    "outcomes that do not depend on batch composition, at a speed cost; checked inside "
+    "the workers before any sample runs.",
+    panel=ENGINE,
+)
+AllowUntestedVllmOpt = option(
     bool | None,
-    typer.Option(
-        "--batch-invariant/--no-batch-invariant",
-        help="vLLM's batch-invariant mode (VLLM_BATCH_INVARIANT=1 in every engine process): "
-        "outcomes that do not depend on batch composition, at a speed cost; checked inside "
-        "the workers before any sample runs.",
-        rich_help_panel=ENGINE,
-    ),
-]
-AllowUntestedVllmOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--allow-untested-vllm",
-        help="Run on an installed vLLM outside the supported range (refused otherwise, before "
-        "the engine starts); recorded in the manifest.",
-        rich_help_panel=ENGINE,
-    ),
-]
-MaxSoftTokensOpt = Annotated[
+    "--allow-untested-vllm",
+    help="Run on an installed vLLM outside the supported range (refused otherwise, before "
+    "the engine starts); recorded in the manifest.",
+    panel=ENGINE,
+)
+MaxSoftTokensOpt = option(
     int | None,
-    typer.Option(
-        "--max-soft-tokens",
-        help="Image budget in soft tokens: 70, 140, 280, 560 or 1120 (default: the checkpoint's).",
-        rich_help_panel=ENGINE,
-    ),
-]
-EngineArgOpt = Annotated[
+    "--max-soft-tokens",
+    help="Image budget in soft tokens: 70, 140, 280, 560 or 1120 (default: the checkpoint's).",
+    panel=ENGINE,
+)
+EngineArgOpt = option(
     list[str] | None,
-    typer.Option(
-        "--engine-arg",
-        help="Any other vLLM engine argument as key=value (value parsed as JSON when it can be).",
-        rich_help_panel=ENGINE,
-    ),
-]
-OutDirOpt = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Results folder (e.g. results/NAME).")
-]
+    "--engine-arg",
+    help="Any other vLLM engine argument as key=value (value parsed as JSON when it can be).",
+    panel=ENGINE,
+)
+OutDirOpt = option(Path | None, "--out", "-o", help="Results folder (e.g. results/NAME).")
 
 
 # --- run / compare options: all default to None so a --config file can supply them ------------
@@ -144,267 +112,176 @@ DATA = "Data"
 PROMPT = "Prompt and decoding"
 RUNTIME = "Runtime"
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML run config (configs/*.toml); options given here win."
-    ),
-]
-DataOpt = Annotated[
+ConfigOpt = option(
+    Path | None, "--config", "-c", help="TOML run config (configs/*.toml); options given here win."
+)
+DataOpt = option(
     str | None,
-    typer.Option(
-        "--data",
-        "-d",
-        help="Dataset: a folder in the official layout, a parquet file, or a hub id "
-        "(default likaixin/ScreenSpot-Pro).",
-        rich_help_panel=DATA,
-    ),
-]
-DataRevisionOpt = Annotated[
-    str | None,
-    typer.Option("--data-revision", help="Hub revision of the dataset.", rich_help_panel=DATA),
-]
-StrictOpt = Annotated[
+    "--data",
+    "-d",
+    help="Dataset: a folder in the official layout, a parquet file, or a hub id "
+    "(default likaixin/ScreenSpot-Pro).",
+    panel=DATA,
+)
+DataRevisionOpt = option(
+    str | None, "--data-revision", help="Hub revision of the dataset.", panel=DATA
+)
+StrictOpt = option(
     bool | None,
-    typer.Option(
-        "--strict/--lenient",
-        help="Strict (default): any invalid sample stops the run. Lenient: exclude and list it.",
-        rich_help_panel=DATA,
-    ),
-]
-GroupOpt = Annotated[
-    list[str] | None, typer.Option("--group", help="Only these groups.", rich_help_panel=DATA)
-]
-ApplicationOpt = Annotated[
-    list[str] | None,
-    typer.Option("--application", help="Only these applications.", rich_help_panel=DATA),
-]
-PlatformOpt = Annotated[
-    list[str] | None,
-    typer.Option("--platform", help="Only these platforms.", rich_help_panel=DATA),
-]
-UiTypeOpt = Annotated[
-    list[str] | None,
-    typer.Option("--ui-type", help="Only text or icon targets.", rich_help_panel=DATA),
-]
-IdOpt = Annotated[
-    list[str] | None, typer.Option("--id", help="Only these sample ids.", rich_help_panel=DATA)
-]
-LimitOpt = Annotated[
-    int | None,
-    typer.Option("--limit", min=0, help="At most this many samples.", rich_help_panel=DATA),
-]
-LanguageOpt = Annotated[
+    "--strict/--lenient",
+    help="Strict (default): any invalid sample stops the run. Lenient: exclude and list it.",
+    panel=DATA,
+)
+GroupOpt = option(list[str] | None, "--group", help="Only these groups.", panel=DATA)
+ApplicationOpt = option(
+    list[str] | None, "--application", help="Only these applications.", panel=DATA
+)
+PlatformOpt = option(list[str] | None, "--platform", help="Only these platforms.", panel=DATA)
+UiTypeOpt = option(list[str] | None, "--ui-type", help="Only text or icon targets.", panel=DATA)
+IdOpt = option(list[str] | None, "--id", help="Only these sample ids.", panel=DATA)
+LimitOpt = option(int | None, "--limit", min=0, help="At most this many samples.", panel=DATA)
+LanguageOpt = option(
+    str | None, "--language", help="Instruction language: en or cn (instruction_cn).", panel=DATA
+)
+PromptOpt = option(
     str | None,
-    typer.Option(
-        "--language", help="Instruction language: en or cn (instruction_cn).", rich_help_panel=DATA
-    ),
-]
-PromptOpt = Annotated[
+    "--prompt",
+    help="Prompt template: a built-in name (default gemma4-box2d) or a .toml path.",
+    panel=PROMPT,
+)
+ConventionOpt = option(
     str | None,
-    typer.Option(
-        "--prompt",
-        help="Prompt template: a built-in name (default gemma4-box2d) or a .toml path.",
-        rich_help_panel=PROMPT,
-    ),
-]
-ConventionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--convention",
-        help="Override the template's coordinate convention: yx-1000, xy-1000, xy-1, "
-        "xy-pixels-sent, xy-pixels-original.",
-        rich_help_panel=PROMPT,
-    ),
-]
-TemperatureOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--temperature", help="Sampling temperature (0 = greedy).", rich_help_panel=PROMPT
-    ),
-]
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option("--max-tokens", min=1, help="Answer token limit.", rich_help_panel=PROMPT),
-]
-StructuredOpt = Annotated[
+    "--convention",
+    help="Override the template's coordinate convention: yx-1000, xy-1000, xy-1, "
+    "xy-pixels-sent, xy-pixels-original.",
+    panel=PROMPT,
+)
+TemperatureOpt = option(
+    float | None, "--temperature", help="Sampling temperature (0 = greedy).", panel=PROMPT
+)
+MaxTokensOpt = option(int | None, "--max-tokens", min=1, help="Answer token limit.", panel=PROMPT)
+StructuredOpt = option(
     bool | None,
-    typer.Option(
-        "--structured/--no-structured",
-        help="Constrain decoding to the template's answer format (vLLM structured outputs).",
-        rich_help_panel=PROMPT,
-    ),
-]
-EndpointOpt = Annotated[
+    "--structured/--no-structured",
+    help="Constrain decoding to the template's answer format (vLLM structured outputs).",
+    panel=PROMPT,
+)
+EndpointOpt = option(
     list[str] | None,
-    typer.Option(
-        "--endpoint",
-        help="OpenAI-compatible vLLM server URL(s) instead of the in-process engine "
-        "(repeatable or comma-separated).",
-        rich_help_panel=RUNTIME,
-    ),
-]
-ApiKeyOpt = Annotated[
+    "--endpoint",
+    help="OpenAI-compatible vLLM server URL(s) instead of the in-process engine "
+    "(repeatable or comma-separated).",
+    panel=RUNTIME,
+)
+ApiKeyOpt = option(
+    str | None, "--api-key", envvar="SCREENSPOT_API_KEY", help="Server API key.", panel=RUNTIME
+)
+ConcurrencyOpt = option(
+    int | None, "--concurrency", min=1, help="Requests in flight per endpoint.", panel=RUNTIME
+)
+ImagePrepOpt = option(
     str | None,
-    typer.Option(
-        "--api-key", envvar="SCREENSPOT_API_KEY", help="Server API key.", rich_help_panel=RUNTIME
-    ),
-]
-ConcurrencyOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--concurrency", min=1, help="Requests in flight per endpoint.", rich_help_panel=RUNTIME
-    ),
-]
-ImagePrepOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--image-prep",
-        help="auto (default): in-process, resize screenshots in the decode pool to the size "
-        "Gemma 4's processor uses, where a self-check proves identical pixel_values; off: "
-        "send every screenshot as decoded.",
-        rich_help_panel=RUNTIME,
-    ),
-]
-ImageUuidsOpt = Annotated[
+    "--image-prep",
+    help="auto (default): in-process, resize screenshots in the decode pool to the size "
+    "Gemma 4's processor uses, where a self-check proves identical pixel_values; off: "
+    "send every screenshot as decoded.",
+    panel=RUNTIME,
+)
+ImageUuidsOpt = option(
     bool | None,
-    typer.Option(
-        "--image-uuids/--no-image-uuids",
-        help="Give every image a stable uuid (file sha256, budget, preparation) so vLLM does "
-        "not hash its pixels (default on).",
-        rich_help_panel=RUNTIME,
-    ),
-]
-ImageTransferOpt = Annotated[
+    "--image-uuids/--no-image-uuids",
+    help="Give every image a stable uuid (file sha256, budget, preparation) so vLLM does "
+    "not hash its pixels (default on).",
+    panel=RUNTIME,
+)
+ImageTransferOpt = option(
     str | None,
-    typer.Option(
-        "--image-transfer",
-        help="Against servers: auto (file:// where the server reads the dataset, else the "
-        "file's bytes, else a PNG re-encode), bytes (never file://), reencode (always decode "
-        "and re-encode).",
-        rich_help_panel=RUNTIME,
-    ),
-]
-ImageWorkersOpt = Annotated[
-    int | None,
-    typer.Option("--image-workers", min=1, help="Image decode threads.", rich_help_panel=RUNTIME),
-]
-VerboseOpt = Annotated[
+    "--image-transfer",
+    help="Against servers: auto (file:// where the server reads the dataset, else the "
+    "file's bytes, else a PNG re-encode), bytes (never file://), reencode (always decode "
+    "and re-encode).",
+    panel=RUNTIME,
+)
+ImageWorkersOpt = option(
+    int | None, "--image-workers", min=1, help="Image decode threads.", panel=RUNTIME
+)
+VerboseOpt = option(
     bool | None,
-    typer.Option(
-        "--verbose/--no-verbose",
-        "-v",
-        help="Show vLLM's logs on the terminal too (they always go to vllm.log in --out).",
-        rich_help_panel=RUNTIME,
-    ),
-]
-RepeatsOpt = Annotated[
+    "--verbose/--no-verbose",
+    "-v",
+    help="Show vLLM's logs on the terminal too (they always go to vllm.log in --out).",
+    panel=RUNTIME,
+)
+RepeatsOpt = option(
     int,
-    typer.Option(
-        "--repeats",
-        min=1,
-        help="Run each variant K times (into r1..rK), perturbing only what must not matter "
-        "(order, batch, prefix cache; the sampling seed at temperature > 0), and report the "
-        "within-variant noise floor.",
-        rich_help_panel=RUNTIME,
-    ),
-]
-RestartOpt = Annotated[
-    bool,
-    typer.Option("--restart", help="Discard what the results folder holds and start over."),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (for logs).")]
-PrintConfigOpt = Annotated[
-    bool,
-    typer.Option(
-        "--print-config", help="Print the resolved config and vLLM engine arguments, then exit."
-    ),
-]
+    "--repeats",
+    min=1,
+    help="Run each variant K times (into r1..rK), perturbing only what must not matter "
+    "(order, batch, prefix cache; the sampling seed at temperature > 0), and report the "
+    "within-variant noise floor.",
+    panel=RUNTIME,
+)
+RestartOpt = option(bool, "--restart", help="Discard what the results folder holds and start over.")
+QuietOpt = option(bool, "--quiet", "-q", help="No progress bar (for logs).")
+PrintConfigOpt = option(
+    bool, "--print-config", help="Print the resolved config and vLLM engine arguments, then exit."
+)
 
 
 COMPARE = "Comparison"
 
-VariantAOpt = Annotated[
-    str | None,
-    typer.Option("--a", help="Variant A (the baseline) [default: post].", rich_help_panel=COMPARE),
-]
-VariantBOpt = Annotated[
-    str | None,
-    typer.Option("--b", help="Variant B (the change) [default: pre].", rich_help_panel=COMPARE),
-]
+VariantAOpt = option(
+    str | None, "--a", help="Variant A (the baseline) [default: post].", panel=COMPARE
+)
+VariantBOpt = option(
+    str | None, "--b", help="Variant B (the change) [default: pre].", panel=COMPARE
+)
 SIDE_SET_HELP = (
     "KEY=VALUE (repeatable): an engine-side setting of side {side}. A dotted key overrides the "
     "checkpoint's config (text_config.use_bidirectional_attention=null); a plain key is a vLLM "
     "engine argument (dtype=bfloat16, attention_backend=..., mm_processor_kwargs={{...}}). "
     "What differs between the sides is the declared factor; nothing else may."
 )
-ASetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--a-set", help=SIDE_SET_HELP.format(side="A"), rich_help_panel=COMPARE),
-]
-BSetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--b-set", help=SIDE_SET_HELP.format(side="B"), rich_help_panel=COMPARE),
-]
-SidesOpt = Annotated[
+ASetOpt = option(list[str] | None, "--a-set", help=SIDE_SET_HELP.format(side="A"), panel=COMPARE)
+BSetOpt = option(list[str] | None, "--b-set", help=SIDE_SET_HELP.format(side="B"), panel=COMPARE)
+SidesOpt = option(
     Path | None,
-    typer.Option(
-        "--sides",
-        help="TOML file with tables [a] and [b] (variant, set): the two sides of the A/B "
-        "(configs/factors/); --a, --b, --a-set and --b-set win over it.",
-        rich_help_panel=COMPARE,
-    ),
-]
-FactorOpt = Annotated[
+    "--sides",
+    help="TOML file with tables [a] and [b] (variant, set): the two sides of the A/B "
+    "(configs/factors/); --a, --b, --a-set and --b-set win over it.",
+    panel=COMPARE,
+)
+FactorOpt = option(
     list[str] | None,
-    typer.Option(
-        "--factor",
-        help="What may differ between two servers or two run folders (repeatable): vllm (the "
-        "installation: vLLM, torch, transformers) or a setting such as dtype. Everything "
-        "else must match.",
-        rich_help_panel=COMPARE,
-    ),
-]
-EnginesOpt = Annotated[
+    "--factor",
+    help="What may differ between two servers or two run folders (repeatable): vllm (the "
+    "installation: vLLM, torch, transformers) or a setting such as dtype. Everything "
+    "else must match.",
+    panel=COMPARE,
+)
+EnginesOpt = option(
     str,
-    typer.Option(
-        "--engines",
-        help="auto: one engine with an in-place switch when both are pre/post and its "
-        "self-check passes, else two; one; two (a fresh engine per variant).",
-        rich_help_panel=COMPARE,
-    ),
-]
-EndpointAOpt = Annotated[
-    str | None,
-    typer.Option("--endpoint-a", help="Server running variant A.", rich_help_panel=COMPARE),
-]
-EndpointBOpt = Annotated[
-    str | None,
-    typer.Option("--endpoint-b", help="Server running variant B.", rich_help_panel=COMPARE),
-]
-AllowMismatchOpt = Annotated[
+    "--engines",
+    help="auto: one engine with an in-place switch when both are pre/post and its "
+    "self-check passes, else two; one; two (a fresh engine per variant).",
+    panel=COMPARE,
+)
+EndpointAOpt = option(str | None, "--endpoint-a", help="Server running variant A.", panel=COMPARE)
+EndpointBOpt = option(str | None, "--endpoint-b", help="Server running variant B.", panel=COMPARE)
+AllowMismatchOpt = option(
     bool,
-    typer.Option(
-        "--allow-mismatch",
-        help="Compare runs whose settings differ in more than the variant (differences listed).",
-        rich_help_panel=COMPARE,
-    ),
-]
-SharedOnlyOpt = Annotated[
+    "--allow-mismatch",
+    help="Compare runs whose settings differ in more than the variant (differences listed).",
+    panel=COMPARE,
+)
+SharedOnlyOpt = option(
     bool,
-    typer.Option(
-        "--shared-only",
-        help="Compare only the samples present in both runs (the others are listed).",
-        rich_help_panel=COMPARE,
-    ),
-]
-BootstrapSeedOpt = Annotated[
-    int, typer.Option("--bootstrap-seed", help="Bootstrap seed.", rich_help_panel=COMPARE)
-]
-ResamplesOpt = Annotated[
-    int,
-    typer.Option("--resamples", min=100, help="Bootstrap resamples.", rich_help_panel=COMPARE),
-]
+    "--shared-only",
+    help="Compare only the samples present in both runs (the others are listed).",
+    panel=COMPARE,
+)
+BootstrapSeedOpt = option(int, "--bootstrap-seed", help="Bootstrap seed.", panel=COMPARE)
+ResamplesOpt = option(int, "--resamples", min=100, help="Bootstrap resamples.", panel=COMPARE)
 
 
 # --- groups: each option once, with the config key(s) it sets ------------------------------

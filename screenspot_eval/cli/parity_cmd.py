@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from screenspot_eval.backends.overrides import parse_overrides
@@ -14,80 +12,64 @@ from screenspot_eval.errors import UserError
 
 PARITY = "Parity"
 
-SamplesOpt = Annotated[
+SamplesOpt = o.option(
     int | None,
-    typer.Option(
-        "--samples",
-        "-n",
-        min=1,
-        help="Score this many samples of the selection (the selection limit; default 20).",
-        rich_help_panel=PARITY,
-    ),
-]
-VariantsOpt = Annotated[
+    "--samples",
+    "-n",
+    min=1,
+    help="Score this many samples of the selection (the selection limit; default 20).",
+    panel=PARITY,
+)
+VariantsOpt = o.option(
     list[str] | None,
-    typer.Option(
-        "--variant",
-        help="Variants to score (repeatable or comma-separated; default pre,post,native).",
-        rich_help_panel=PARITY,
-    ),
-]
-ReferenceDeviceOpt = Annotated[
+    "--variant",
+    help="Variants to score (repeatable or comma-separated; default pre,post,native).",
+    panel=PARITY,
+)
+ReferenceDeviceOpt = o.option(
     str,
-    typer.Option(
-        "--reference-device",
-        help="Where HF transformers runs the reference: cpu or cuda[:N] (it is freed before "
-        "vLLM starts, so on a GPU the peak is the larger of the two, not their sum).",
-        rich_help_panel=PARITY,
-    ),
-]
-ReferenceDtypeOpt = Annotated[
+    "--reference-device",
+    help="Where HF transformers runs the reference: cpu or cuda[:N] (it is freed before "
+    "vLLM starts, so on a GPU the peak is the larger of the two, not their sum).",
+    panel=PARITY,
+)
+ReferenceDtypeOpt = o.option(
     str,
-    typer.Option(
-        "--reference-dtype",
-        help="dtype of the HF reference: float32, bfloat16 or float16.",
-        rich_help_panel=PARITY,
-    ),
-]
-TopKOpt = Annotated[
+    "--reference-dtype",
+    help="dtype of the HF reference: float32, bfloat16 or float16.",
+    panel=PARITY,
+)
+TopKOpt = o.option(
     int,
-    typer.Option(
-        "--top-k",
-        min=1,
-        help="Tokens per position the KL is computed over (HF's top-k; vLLM returns 2k).",
-        rich_help_panel=PARITY,
-    ),
-]
-AnswerTokensOpt = Annotated[
+    "--top-k",
+    min=1,
+    help="Tokens per position the KL is computed over (HF's top-k; vLLM returns 2k).",
+    panel=PARITY,
+)
+AnswerTokensOpt = o.option(
     int,
-    typer.Option(
-        "--answer-tokens",
-        min=1,
-        help="At most this many tokens of the reference's greedy answer are scored.",
-        rich_help_panel=PARITY,
-    ),
-]
-OverrideOpt = Annotated[
+    "--answer-tokens",
+    min=1,
+    help="At most this many tokens of the reference's greedy answer are scored.",
+    panel=PARITY,
+)
+OverrideOpt = o.option(
     list[str] | None,
-    typer.Option(
-        "--override",
-        metavar="KEY=VALUE",
-        help="Change one field of the model's config for HF and vLLM alike (repeatable; dotted "
-        "keys reach sub-configs, the value is JSON or a string), e.g. "
-        "text_config.use_bidirectional_attention=null. Recorded in parity.json.",
-        rich_help_panel=PARITY,
-    ),
-]
-SwitchCheckOpt = Annotated[
+    "--override",
+    metavar="KEY=VALUE",
+    help="Change one field of the model's config for HF and vLLM alike (repeatable; dotted "
+    "keys reach sub-configs, the value is JSON or a string), e.g. "
+    "text_config.use_bidirectional_attention=null. Recorded in parity.json.",
+    panel=PARITY,
+)
+SwitchCheckOpt = o.option(
     bool,
-    typer.Option(
-        "--switch-check/--no-switch-check",
-        help="When no variant is within the fp32 tolerance, rerun HF and vLLM with each "
-        "attention switch the config sets (use_bidirectional_attention) null, to name one that "
-        "vLLM ignores (costs one more reference load and one more engine).",
-        rich_help_panel=PARITY,
-    ),
-]
+    "--switch-check/--no-switch-check",
+    help="When no variant is within the fp32 tolerance, rerun HF and vLLM with each "
+    "attention switch the config sets (use_bidirectional_attention) null, to name one that "
+    "vLLM ignores (costs one more reference load and one more engine).",
+    panel=PARITY,
+)
 
 #: Of the run options, the ones that mean something here (no sampling, no servers).
 PROMPT_ONLY = tuple(opt for opt in o.PROMPT_OPTIONS if opt.name == "prompt")
