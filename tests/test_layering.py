@@ -72,3 +72,19 @@ def test_the_run_layer_never_imports_backends_vllm() -> None:
         )
         if source.is_file():
             assert VLLM_HOME not in source.read_text(), module
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle anywhere in the package, lazy imports (inside functions) included: for
+    every import ``a -> b``, no chain leads from ``b`` back to ``a`` (a strongly connected
+    component of more than one module)."""
+    import grimp
+
+    graph = grimp.build_graph("screenspot_eval", cache_dir=None)
+    cycles = set()
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back is not None:
+                cycles.add(" -> ".join((module, *back)))
+    assert sorted(cycles) == []

@@ -1,4 +1,9 @@
-"""The in-process vLLM engine: start it with a variant, prove the variant, shut it down."""
+"""The in-process vLLM engine: start it with a variant, prove the variant, shut it down.
+
+One engine can serve an A/B: :meth:`VllmEngine.switch` changes the embedder in place instead
+of loading the model twice, once :meth:`VllmEngine.self_check` has proven on the probe image
+that switching changes what the model computes (else the caller starts one engine per variant).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +25,8 @@ from screenspot_eval.backends.base import (
 )
 from screenspot_eval.backends.frontend import FrontEndStats
 from screenspot_eval.backends.provenance import EngineProvenance, check_batch_invariance
-from screenspot_eval.backends.variant import EmbedderReport, check_variant
+from screenspot_eval.backends.sides import MIN_PROBE_DIFFERENCE, probe_difference
+from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.compat import require_supported_vllm
 from screenspot_eval.backends.vllm.engine_args import (
     ENGINE_CORE_ENV,
@@ -84,7 +91,7 @@ def restore_environment(previous: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-#: The instruction of the probe image that the switch self-check and a factor A/B compare.
+#: The instruction that goes with :func:`probe_image` (see :meth:`VllmEngine.probe_logprobs`).
 PROBE_TEXT = "Click the blue button."
 
 #: The default window is twice the batch, for batches up to this size (memory: each queued
@@ -149,8 +156,6 @@ class VllmEngine(Backend):
             raise
 
     def read_embedder_report(self, with_hf_reference: bool = False) -> EmbedderReport:
-        from functools import partial
-
         from screenspot_eval.backends.vllm.probe import embedder_report
 
         with engine_stage("probing the embedder inside the engine", self.log_file):
@@ -306,16 +311,20 @@ class VllmEngine(Backend):
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()
 
-    def first_token_logprobs(self, image: Any, text: str, k: int = 5) -> dict[int, float]:
-        """Greedy first-token top-k logprobs for one image + instruction (a variant fingerprint)."""
+    # --- the EngineHandle contract (backends.engines): what several passes share ----------
+
+    def probe_logprobs(self, k: int = 5) -> dict[int, float]:
+        """Greedy first-token top-k logprobs on the probe image: what ``verify-embedder``
+        prints per variant, the switch self-check compares across placements and a factor A/B
+        across its two engines, to show they compute differently."""
         from vllm import SamplingParams
 
         messages = [
             {
                 "role": "user",
                 "content": [
-                    {"type": "image_pil", "image_pil": image},
-                    {"type": "text", "text": text},
+                    {"type": "image_pil", "image_pil": probe_image()},
+                    {"type": "text", "text": PROBE_TEXT},
                 ],
             }
         ]
@@ -327,15 +336,6 @@ class VllmEngine(Backend):
         top = outputs[0].outputs[0].logprobs[0]
         return {int(token): float(lp.logprob) for token, lp in top.items()}
 
-    # --- the EngineHandle contract (backends.engines): what several passes share ----------
-
-    def probe_logprobs(self) -> dict[int, float]:
-        """First-token logprobs on the probe image: what the switch self-check compares across
-        placements and a factor A/B across its two engines, to show they compute differently."""
-        from screenspot_eval.backends.vllm.verify import probe_image
-
-        return self.first_token_logprobs(probe_image(), PROBE_TEXT)
-
     def read_settings(self, requested: dict[str, Any]) -> list[Any]:
         """Each requested setting as the engine built it, read from inside (``SettingReading``)."""
         from screenspot_eval.backends.vllm.settings_probe import read_settings
@@ -343,22 +343,55 @@ class VllmEngine(Backend):
         with engine_stage("reading the side's settings inside the engine", self.log_file):
             return read_settings(self, requested)
 
-    def switch(self, variant: Any) -> EmbedderReport:
-        """Switch the embedder in place (pre <-> post), reset the caches, re-prove it."""
-        from screenspot_eval.backends.vllm.switch import switch_embedder
+    def switch(self, placement: Variant) -> EmbedderReport:
+        """Set every selectable embedder to ``placement`` (pre <-> post), reset the caches,
+        re-prove it from inside.
 
-        return switch_embedder(self, variant)
+        The placement lives in a tensor buffer that the embedder's forward reads
+        (``torch.where`` over both branches), so a switch reaches compiled and graph-captured
+        code alike. The caches are reset, otherwise image embeddings or KV blocks computed
+        under the other variant would be reused."""
+        from screenspot_eval.backends.vllm.probe import set_embedder_placement
 
-    def self_check(self, a: Any, b: Any) -> tuple[bool, str]:
-        """Prove on a probe image that switching changes what the model computes."""
-        from screenspot_eval.backends.vllm.switch import self_check
+        if placement not in SWITCHABLE:
+            raise ValueError(f"only pre and post can be switched in place, not {placement!r}")
+        with engine_stage(f"switching the embedder to {placement}", self.log_file):
+            switched = self.llm.apply_model(partial(set_embedder_placement, placement=placement))
+            if not all(switched):
+                raise RuntimeError(f"no selectable embedder to switch in the engine: {switched}")
+            self.reset_caches()
+        self.report = self.read_embedder_report()
+        check_variant(placement, self.report)
+        return self.report
 
-        return self_check(self, a, b)
+    def self_check(self, a: Variant, b: Variant) -> tuple[bool, str]:
+        """Does switching change what the model computes on the probe image? Leaves ``a``
+        active; when it fails, the caller falls back to one engine per variant.
+
+        Checks that each switch is reported from inside the engine with the right measured
+        placement, that the first-token logprobs on the same probe image differ between the
+        two placements, and that switching back reproduces ``a``'s logprobs (caches reset).
+        """
+        try:
+            self.switch(a)
+            first = self.probe_logprobs()
+            self.switch(b)
+            second = self.probe_logprobs()
+            self.switch(a)
+            again = self.probe_logprobs()
+        except Exception as exc:  # any failure means: do not trust the switch
+            return False, f"in-place switch failed: {type(exc).__name__}: {exc}"
+        difference = probe_difference(first, second)
+        drift = probe_difference(first, again)
+        if difference < MIN_PROBE_DIFFERENCE:
+            return False, f"{a} and {b} gave the same probe logprobs (max diff {difference:.2e})"
+        if drift > MIN_PROBE_DIFFERENCE:
+            return False, f"switching back to {a} did not reproduce its logprobs ({drift:.2e})"
+        shown = "different top tokens" if difference == float("inf") else f"{difference:.3g}"
+        return True, f"in-place switch verified on a probe image ({a} vs {b} logprobs: {shown})"
 
     def borrow(self, *, window: int | None = None, reset_prefix_cache: bool = False) -> Backend:
         """A backend view for one pass; closing it leaves this engine running."""
-        from screenspot_eval.backends.vllm.switch import BorrowedEngine
-
         return BorrowedEngine(self, window=window, reset_prefix_cache=reset_prefix_cache)
 
     def score(
@@ -387,6 +420,67 @@ class VllmEngine(Backend):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BorrowedEngine(Backend):
+    """A backend view of a shared engine: ``close`` leaves the engine running for the next run.
+
+    One pass may bound the requests in flight (``window``: the running batch can never exceed
+    it, so a repeat varies the batch composition without reloading the model) and start from an
+    empty prefix cache (``reset_prefix_cache``); both last for this pass only.
+    """
+
+    def __init__(
+        self, engine: VllmEngine, *, window: int | None = None, reset_prefix_cache: bool = False
+    ):
+        self.engine = engine
+        self.window = window
+        if reset_prefix_cache:
+            engine.llm.reset_prefix_cache()
+
+    @property
+    def report(self) -> EmbedderReport:
+        return self.engine.report
+
+    @property
+    def provenance(self) -> EngineProvenance | None:
+        return self.engine.provenance
+
+    @property
+    def idle_s(self) -> float:
+        return self.engine.idle_s
+
+    def image_preparation(self, budget: int, sizes: set[tuple[int, int]]) -> Any:
+        return self.engine.image_preparation(budget, sizes)
+
+    def frontend_stats(self) -> dict[str, Any]:
+        return self.engine.frontend_stats()
+
+    def generate(
+        self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
+    ) -> Iterator[Completion]:
+        own = self.engine.window
+        self.engine.window = self.window or own
+        try:
+            yield from self.engine.generate(requests, sampling)
+        finally:
+            self.engine.window = own
+
+    def close(self) -> None:
+        """The owner closes the engine."""
+
+
+def probe_image() -> Any:
+    """A deterministic screenshot-like image with a blue button (:data:`PROBE_TEXT`): the same
+    input for every variant and engine."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 200), (236, 236, 236))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, 320, 16):
+        draw.line([(i, 0), (319 - i, 199)], fill=(40 + i % 200, 90, 160), width=2)
+    draw.rectangle([200, 150, 260, 180], fill=(30, 120, 220), outline=(0, 0, 0))
+    return image
 
 
 def count_image_tokens(token_ids: Any, image_token_id: int | None) -> int | None:

@@ -7,26 +7,11 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from screenspot_eval.backends.variant import EmbedderReport, VariantMismatchError, check_variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings
-
-PROBE_INSTRUCTION = "Locate the save button."
-
-
-def probe_image() -> Any:
-    """A deterministic screenshot-like image; the same input for every variant."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (320, 200), (236, 236, 236))
-    draw = ImageDraw.Draw(image)
-    for i in range(0, 320, 16):
-        draw.line([(i, 0), (319 - i, 199)], fill=(40 + i % 200, 90, 160), width=2)
-    draw.rectangle([200, 150, 260, 180], fill=(30, 120, 220), outline=(0, 0, 0))
-    return image
 
 
 class VariantCheck(BaseModel):
@@ -59,7 +44,7 @@ def verify_variants(
         engine = VllmEngine(settings, verify=False, log_file=log_file, verbose=verbose)
         try:
             report = engine.read_embedder_report(with_hf_reference=True)
-            logprobs = engine.first_token_logprobs(probe_image(), PROBE_INSTRUCTION)
+            logprobs = engine.probe_logprobs()
         finally:
             engine.close()
         error = None
