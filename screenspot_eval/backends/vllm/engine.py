@@ -221,13 +221,17 @@ class VllmEngine(Backend):
                     exhausted = True
                     break
                 started = time.perf_counter()
+                # Our own code builds the request outside the try: a bug there ends the run.
+                messages = with_image(request.messages, request.image, request.image_uuid)
+                params = sampling_params(request, sampling, self.settings.seed)
+                budget = self.budget_override(request)
                 try:
                     ids = self.llm.enqueue_chat(
-                        with_image(request.messages, request.image, request.image_uuid),
-                        sampling_params(request, sampling, self.settings.seed),
+                        messages,
+                        params,
                         use_tqdm=False,
                         chat_template_kwargs=request.chat_template_kwargs,
-                        mm_processor_kwargs=self.budget_override(request),
+                        mm_processor_kwargs=budget,
                     )
                 except Exception as exc:  # the processor rejected this one input
                     if not _engine_alive(engine):
@@ -239,7 +243,7 @@ class VllmEngine(Backend):
                     in_flight += 1
                     pending[request_id] = (request.sample_id, started)
                     pending[request_id.rsplit("-", 1)[0]] = (request.sample_id, started)
-                request = None  # the engine has the pixels now; do not hold the image
+                request = messages = None  # the engine has the pixels now; do not hold them
             if not pending:
                 return
             stats.stepped(in_flight, exhausted)
