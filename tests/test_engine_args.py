@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -105,12 +107,17 @@ def test_the_engine_core_placement_is_not_an_outcome_setting():
 
 def test_a_server_never_runs_its_engine_core_inline(monkeypatch):
     from screenspot_eval.backends.vllm.engine_args import engine_environment_defaults
-    from screenspot_eval.backends.vllm.launcher import ServerProcess, server_environment
+    from screenspot_eval.backends.vllm.launcher import ServerProcess
     from screenspot_eval.errors import UserError
 
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    env = server_environment(None)
+    for name in engine_environment_defaults():  # the product sets them, not the test session
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    env = ServerProcess(EngineSettings(model="m"), api_key="k").environment()
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in env  # vLLM's multiprocess engine, always
     assert engine_environment_defaults().items() <= env.items()
+    assert env["VLLM_API_KEY"] == "k"
+    assert dict(os.environ) == before  # the server's environment is its own
     with pytest.raises(UserError, match="--engine-core inline"):
         ServerProcess(EngineSettings(model="m", engine_core="inline"))

@@ -263,27 +263,31 @@ def test_the_cli_flag_and_the_engine_arg_set_the_same_setting(tmp_path):
         assert json.loads(proc.stdout)["config"]["engine"]["batch_invariant"] is True
 
 
-def test_prepare_environment_sets_the_variable_and_restores_it(monkeypatch):
+def test_the_engine_environment_sets_the_variable_and_restores_it(monkeypatch):
     pytest.importorskip("vllm")
     from screenspot_eval.backends.vllm import provenance
 
     monkeypatch.setattr(provenance, "batch_invariant_kernels_available", lambda: True)
-    from screenspot_eval.backends.vllm.engine import prepare_environment, restore_environment
     from screenspot_eval.backends.vllm.engine_args import EngineSettings
-    from screenspot_eval.backends.vllm.launcher import server_environment
+    from screenspot_eval.backends.vllm.process_state import (
+        engine_environment,
+        engine_process_state,
+    )
 
     monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     environ = __import__("os").environ
-    restore_environment(prepare_environment(EngineSettings(model="m")))
-    assert "VLLM_BATCH_INVARIANT" not in environ
-    previous = prepare_environment(EngineSettings(model="m", batch_invariant=True))
-    assert environ["VLLM_BATCH_INVARIANT"] == "1"
-    restore_environment(previous)
-    assert "VLLM_BATCH_INVARIANT" not in environ
-    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in environ
-    assert server_environment(None, True)["VLLM_BATCH_INVARIANT"] == "1"
-    assert "VLLM_BATCH_INVARIANT" not in server_environment(None, False)
+    before = dict(environ)
+    with engine_process_state(EngineSettings(model="m")):
+        assert "VLLM_BATCH_INVARIANT" not in environ
+    with engine_process_state(EngineSettings(model="m", batch_invariant=True)):
+        assert environ["VLLM_BATCH_INVARIANT"] == "1"
+        assert environ["VLLM_ENABLE_V1_MULTIPROCESSING"] in ("0", "1")
+    assert dict(environ) == before
+    server = EngineSettings(model="m", batch_invariant=True)
+    assert engine_environment(server, server=True)["VLLM_BATCH_INVARIANT"] == "1"
+    plain = engine_environment(EngineSettings(model="m"), server=True)
+    assert "VLLM_BATCH_INVARIANT" not in plain
 
 
 def test_a_vllm_without_batch_invariance_is_refused_up_front(monkeypatch, tmp_path):
@@ -308,15 +312,19 @@ def test_a_vllm_that_cannot_run_the_kernels_is_refused_up_front(monkeypatch):
     pytest.importorskip("vllm")
     from screenspot_eval.backends.provenance import BatchInvarianceUnavailableError
     from screenspot_eval.backends.vllm import provenance
-    from screenspot_eval.backends.vllm.engine import prepare_environment
+    from screenspot_eval.backends.vllm.process_state import engine_process_state
 
     monkeypatch.setattr(provenance, "batch_invariant_kernels_available", lambda: False)
     monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
     from screenspot_eval.backends.vllm.engine_args import EngineSettings
 
-    with pytest.raises(BatchInvarianceUnavailableError, match="Triton"):
-        prepare_environment(EngineSettings(model="m", batch_invariant=True))
-    assert "VLLM_BATCH_INVARIANT" not in __import__("os").environ
+    before = dict(__import__("os").environ)
+    with (
+        pytest.raises(BatchInvarianceUnavailableError, match="Triton"),
+        engine_process_state(EngineSettings(model="m", batch_invariant=True)),
+    ):
+        pass
+    assert dict(__import__("os").environ) == before
 
 
 def test_run_batch_invariant_on_a_vllm_without_its_kernels_is_a_clear_user_error(

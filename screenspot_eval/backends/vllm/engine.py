@@ -7,8 +7,8 @@ that switching changes what the model computes (else the caller starts one engin
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,67 +28,13 @@ from screenspot_eval.backends.provenance import EngineProvenance, check_batch_in
 from screenspot_eval.backends.sides import MIN_PROBE_DIFFERENCE, probe_difference
 from screenspot_eval.backends.variant import SWITCHABLE, EmbedderReport, Variant, check_variant
 from screenspot_eval.backends.vllm.compat import require_supported_vllm
-from screenspot_eval.backends.vllm.engine_args import (
-    ENGINE_CORE_ENV,
-    EngineSettings,
-    engine_environment_defaults,
-    llm_kwargs,
-    resolve_engine_core,
-)
+from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.backends.vllm.failures import engine_stage
 from screenspot_eval.backends.vllm.logs import engine_output
-from screenspot_eval.backends.vllm.provenance import (
-    batch_invariant_environment,
-    require_batch_invariance,
-)
+from screenspot_eval.backends.vllm.process_state import engine_process_state
 
 if TYPE_CHECKING:  # typed for tests/vllm_release.py, which checks these calls per release
     from vllm import LLMEngine
-
-
-def prepare_environment(settings: EngineSettings) -> dict[str, str | None]:
-    """Environment every engine process needs; set before vLLM spawns its children.
-
-    ``apply_model`` ships our probe function to the workers, which the multiprocess engine
-    only allows with insecure serialisation enabled. On CPU builds, keep the engine's message
-    queue on loopback and the KV cache small unless the user chose otherwise. The engine core
-    goes where :func:`resolve_engine_core` says (``VLLM_ENABLE_V1_MULTIPROCESSING``), and
-    ``batch_invariant`` sets ``VLLM_BATCH_INVARIANT=1`` (refused where vLLM lacks it), which
-    the engine-core and worker processes inherit. Returns the previous values of what it set
-    to a value of its own, for :func:`restore_environment`.
-    """
-    for name, value in engine_environment_defaults().items():
-        os.environ.setdefault(name, value)
-    wanted = {
-        ENGINE_CORE_ENV: "0" if resolve_engine_core(settings.engine_core) == "inline" else "1"
-    }
-    if settings.batch_invariant:
-        require_batch_invariance()
-        wanted.update(batch_invariant_environment(True))
-    previous = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    _forget_cached_environment()
-    return previous
-
-
-def _forget_cached_environment() -> None:
-    """An inline engine core freezes ``vllm.envs`` once started (``enable_envs_cache``); a
-    later engine in this process must read the environment it is started with."""
-    from vllm import envs
-
-    disable = getattr(envs, "disable_envs_cache", None)
-    if callable(disable):
-        disable()
-
-
-def restore_environment(previous: dict[str, str | None]) -> None:
-    """Undo what :func:`prepare_environment` set, so a later engine in this process starts
-    as its own settings say."""
-    for name, value in previous.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 #: The instruction that goes with :func:`probe_image` (see :meth:`VllmEngine.probe_logprobs`).
@@ -122,19 +68,19 @@ class VllmEngine(Backend):
         self.settings = settings
         self.kwargs = llm_kwargs(settings)
         self.log_file = log_file
-        self._previous_env: dict[str, str | None] = {}
         require_supported_vllm(settings.allow_untested_vllm)
+        self._process_state = contextlib.ExitStack()  # the environment and logging, until close
         try:
-            with (
-                engine_stage("starting the engine and loading the model", log_file),
-                engine_output(log_file, verbose=verbose),
-            ):
-                self._previous_env = prepare_environment(settings)
-                from vllm import LLM
+            with engine_stage("starting the engine and loading the model", log_file):
+                self._process_state.enter_context(
+                    engine_process_state(settings, log_file, verbose=verbose)
+                )
+                with engine_output(log_file, verbose=verbose):
+                    from vllm import LLM
 
-                self.llm: Any = LLM(**self.kwargs)
+                    self.llm: Any = LLM(**self.kwargs)
         except BaseException:
-            restore_environment(self._previous_env)
+            self._process_state.close()
             raise
         self.max_num_seqs = settings.max_num_seqs or _scheduler_max_num_seqs(self.llm)
         self.window = window or 2 * min(self.max_num_seqs, MAX_DEFAULT_BATCH)
@@ -411,13 +357,13 @@ class VllmEngine(Backend):
         llm = getattr(self, "llm", None)
         if llm is None:
             return
-        restore_environment(getattr(self, "_previous_env", {}))
         engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if engine_core is not None and hasattr(engine_core, "shutdown"):
             engine_core.shutdown()
         self.llm = None
         del llm
         gc.collect()
+        self._process_state.close()
 
     def __enter__(self) -> VllmEngine:
         return self

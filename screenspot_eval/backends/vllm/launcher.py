@@ -22,16 +22,12 @@ from typing import IO
 from screenspot_eval.backends.http.server import wait_until_healthy
 from screenspot_eval.backends.vllm.compat import require_supported_vllm
 from screenspot_eval.backends.vllm.engine_args import (
-    ENGINE_CORE_ENV,
     LOOPBACK_HOSTS,
     EngineSettings,
-    engine_environment_defaults,
     server_command,
 )
-from screenspot_eval.backends.vllm.provenance import (
-    batch_invariant_environment,
-    require_batch_invariance,
-)
+from screenspot_eval.backends.vllm.process_state import engine_environment
+from screenspot_eval.backends.vllm.provenance import require_batch_invariance
 from screenspot_eval.errors import BackendFailure, UserError
 
 
@@ -55,22 +51,6 @@ def check_host(host: str, allow_remote: bool) -> None:
             f"refusing to bind {host!r}: only loopback (127.0.0.1) unless --allow-remote is "
             "given; set --api-key when you do"
         )
-
-
-def server_environment(api_key: str | None, batch_invariant: bool = False) -> dict[str, str]:
-    """The server's environment: ours, plus what the routes' probes need, the API key, and
-    ``VLLM_BATCH_INVARIANT=1`` for ``--batch-invariant`` (the server, its engine core and
-    workers inherit it). The server always runs vLLM's multiprocess engine (its API server
-    and engine core in processes of their own), whatever the caller's
-    ``VLLM_ENABLE_V1_MULTIPROCESSING`` says."""
-    env = dict(os.environ)
-    env.pop(ENGINE_CORE_ENV, None)
-    for name, value in engine_environment_defaults().items():  # the routes' probes too
-        env.setdefault(name, value)
-    if api_key:
-        env["VLLM_API_KEY"] = api_key
-    env.update(batch_invariant_environment(batch_invariant))
-    return env
 
 
 class ServerProcess:
@@ -119,7 +99,7 @@ class ServerProcess:
             self.command,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            env=server_environment(self.api_key, self.settings.batch_invariant),
+            env=self.environment(),
             start_new_session=True,
             preexec_fn=_terminate_with_parent,
         )
@@ -129,6 +109,16 @@ class ServerProcess:
             self.stop()
             raise ServerStartError(f"vLLM server did not start: {exc}\n{self.log_tail()}") from exc
         return self.url
+
+    def environment(self) -> dict[str, str]:
+        """The server's own environment (this process's is left alone): what every engine
+        process needs (:func:`engine_environment`: the routes' probes too, and
+        ``VLLM_BATCH_INVARIANT=1`` for ``--batch-invariant``, inherited by its engine core and
+        workers), always vLLM's multiprocess engine, and the API key."""
+        env = engine_environment(self.settings, server=True)
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key
+        return env
 
     def _wait_healthy(self, timeout_s: float) -> None:
         """Poll in short slices so a server that crashed on start is noticed at once."""

@@ -11,8 +11,6 @@ the child processes inherit it as theirs for their whole life.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging.config
 import os
 import sys
 from collections.abc import Iterator
@@ -47,29 +45,14 @@ def logging_config(log_file: Path, *, verbose: bool) -> dict[str, Any]:
     }
 
 
-def route_vllm_logging(log_file: Path, *, verbose: bool = False) -> None:
-    """Every vLLM process started from now on (and this one) logs into ``log_file``."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    config = logging_config(log_file, verbose=verbose)
-    config_path = log_file.with_suffix(".logging.json")
-    config_path.write_text(json.dumps(config, indent=2))
-    os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
-    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_path)
-    if "vllm" in sys.modules:  # already configured at import: apply the new config here too
-        logging.config.dictConfig(config)
-
-
 @contextlib.contextmanager
 def engine_output(log_file: Path | None, *, verbose: bool = False) -> Iterator[None]:
-    """While an engine starts: its logs, and what its child processes print, go to ``log_file``.
+    """While an engine starts: what its child processes print goes to ``log_file`` (their
+    logs go there by :func:`~screenspot_eval.backends.vllm.process_state.engine_process_state`).
 
     Without ``log_file`` (or when ``verbose``) nothing is redirected at the OS level.
     """
-    if log_file is None:
-        yield
-        return
-    route_vllm_logging(log_file, verbose=verbose)
-    if verbose:
+    if log_file is None or verbose:
         yield
         return
     sys.stdout.flush()
