@@ -294,13 +294,10 @@ class VllmEngine(Backend):
             return read_settings(self, requested)
 
     def switch(self, placement: Variant) -> EmbedderReport:
-        """Set every selectable embedder to ``placement`` (pre <-> post), reset the caches,
-        re-prove it from inside.
-
-        The placement lives in a tensor buffer that the embedder's forward reads
-        (``torch.where`` over both branches), so a switch reaches compiled and graph-captured
-        code alike. The caches are reset, otherwise image embeddings or KV blocks computed
-        under the other variant would be reused."""
+        """Set every selectable embedder to ``placement`` (pre <-> post), re-prove it from
+        inside. It lives in a buffer the embedder's forward reads (``torch.where`` over both
+        branches), so it reaches compiled code too; the caches are reset, else image embeddings
+        or KV blocks computed under the other variant would be reused."""
         from screenspot_eval.backends.vllm.probe import set_embedder_placement
 
         if placement not in SWITCHABLE:

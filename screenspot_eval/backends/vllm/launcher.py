@@ -112,9 +112,7 @@ class ServerProcess:
 
     def environment(self) -> dict[str, str]:
         """The server's own environment (this process's is left alone): what every engine
-        process needs (:func:`engine_environment`: the routes' probes too, and
-        ``VLLM_BATCH_INVARIANT=1`` for ``--batch-invariant``, inherited by its engine core and
-        workers), always vLLM's multiprocess engine, and the API key."""
+        process needs (:func:`engine_environment`, the routes' probes too) and the API key."""
         env = engine_environment(self.settings, server=True)
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key

@@ -1,12 +1,6 @@
-"""What an engine needs in this process's environment and logging, for its life only.
-
-vLLM reads its settings from environment variables (in this process and in the engine-core
-and worker processes it starts, which inherit them) and configures Python logging while it
-starts. :func:`engine_environment` says what those variables must be; a server gets them as
-its own environment, and :func:`engine_process_state` holds them in this process while an
-in-process engine lives, then restores the environment and every logger exactly as they were,
-also when the start is refused or fails.
-"""
+"""What an engine needs in the environment and in logging: a server gets it as its own
+environment (:func:`engine_environment`), an in-process engine holds it in this process for
+its life only (:func:`engine_process_state`), its engine-core and workers inheriting it."""
 
 from __future__ import annotations
 
@@ -32,17 +26,9 @@ from screenspot_eval.backends.vllm.provenance import (
 
 
 def engine_environment(settings: EngineSettings, *, server: bool = False) -> dict[str, str]:
-    """This process's environment plus what every engine process needs.
-
-    ``apply_model`` ships our probe function to the workers, which the multiprocess engine
-    only allows with insecure serialisation enabled; on CPU builds the engine's message queue
-    stays on loopback and the KV cache small unless the user chose otherwise
-    (:func:`engine_environment_defaults`). An in-process engine's core goes where
-    :func:`resolve_engine_core` says (``VLLM_ENABLE_V1_MULTIPROCESSING``); a server always runs
-    vLLM's multiprocess engine, whatever the caller's environment says. ``batch_invariant``
-    sets ``VLLM_BATCH_INVARIANT=1`` (refused here where vLLM lacks it), which the engine-core
-    and worker processes inherit.
-    """
+    """This process's environment plus :func:`engine_environment_defaults` where unset; the
+    engine core where :func:`resolve_engine_core` says (a server's: always vLLM's multiprocess
+    engine); ``VLLM_BATCH_INVARIANT=1`` for ``batch_invariant`` (refused where unavailable)."""
     env = dict(os.environ)
     for name, value in engine_environment_defaults().items():
         env.setdefault(name, value)
@@ -61,15 +47,11 @@ def engine_environment(settings: EngineSettings, *, server: bool = False) -> dic
 def engine_process_state(
     settings: EngineSettings, log_file: Path | None = None, *, verbose: bool = False
 ) -> Iterator[None]:
-    """For an in-process engine's life: the environment :func:`engine_environment` says
-    (with vLLM's logs routed to ``log_file``, and to the terminal too when ``verbose``).
-
-    On exit, the environment is what it was (variables set since removed, whoever set them:
-    vLLM sets some of its own while it starts), every logger has its level, handlers,
-    propagation and state back (vLLM's ``dictConfig`` resets all of ``vllm.*``), the handlers
-    added meanwhile are closed, and vLLM's caches of both are dropped, so a later engine in
-    this process starts as its own settings say. A refusal comes before anything changes.
-    """
+    """For an engine's life: :func:`engine_environment`, vLLM's logs into ``log_file`` (and
+    the terminal when ``verbose``). After, also when the start is refused or fails: the
+    environment exactly as it was (what vLLM set while starting removed too), every logger's
+    level, handlers, propagation and flag back (vLLM's ``dictConfig`` resets all of ``vllm.*``),
+    the handlers added meanwhile closed, vLLM's caches of both dropped."""
     # First: what importing vLLM sets in the environment is vLLM's own, for the process's life.
     from vllm import envs
     from vllm import logger as vllm_logger
@@ -109,8 +91,7 @@ def _set_environ(target: dict[str, str]) -> None:
 
 
 def _forget_cached_environment(envs: Any) -> None:
-    """A started engine core freezes ``vllm.envs`` (``enable_envs_cache``); a later engine in
-    this process must read the environment it is started with."""
+    """A started engine core freezes ``vllm.envs`` (``enable_envs_cache``)."""
     disable = getattr(envs, "disable_envs_cache", None)
     if callable(disable):
         disable()
