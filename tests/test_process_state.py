@@ -97,3 +97,47 @@ def test_a_bug_of_ours_ends_the_run_and_no_run_leaves_state_behind(
     result = CliRunner().invoke(app, [*missing, "--engine-core", "inline"])
     assert result.exit_code == EXIT_BACKEND_FAILURE, result.output
     assert process_state() == before
+
+
+#: A fresh process (vLLM not yet imported): its environment and loggers before and after a run
+#: and a refused start. Importing vLLM sets variables of its own; a library call that imported
+#: it must take them out again.
+FRESH_PROCESS = """
+import json, logging, os, sys
+from typer.testing import CliRunner
+
+def state():
+    vllm = logging.getLogger("vllm")
+    return [dict(os.environ), vllm.level, vllm.propagate, vllm.disabled,
+            [id(h) for h in vllm.handlers], [id(h) for h in logging.root.handlers]]
+
+before = state()
+from screenspot_eval.cli.app import app
+args = json.loads(sys.argv[1])
+codes = [CliRunner().invoke(app, a).exit_code for a in args]
+print(json.dumps({"codes": codes, "vllm_imported": "vllm" in sys.modules,
+                  "same": state() == before}))
+"""
+
+
+@pytest.mark.engine
+def test_a_fresh_process_is_left_as_it_was_found(
+    tiny_model_dir: Path, synth_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    run = [*run_args(tiny_model_dir, synth_data, tmp_path / "run", "--limit", "2")]
+    refused = [*run_args(tiny_model_dir, synth_data, tmp_path / "bi", "--batch-invariant")]
+    args = [[*a, "--engine-core", "inline"] for a in (run, refused)]
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [0, EXIT_USER_ERROR] and result["vllm_imported"], result
+    assert result["same"], result

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging.config
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,31 +50,23 @@ def engine_process_state(
 ) -> Iterator[None]:
     """For an engine's life: :func:`engine_environment`, vLLM's logs into ``log_file`` (and
     the terminal when ``verbose``). After, also when the start is refused or fails: the
-    environment exactly as it was (what vLLM set while starting removed too), every logger's
-    level, handlers, propagation and flag back (vLLM's ``dictConfig`` resets all of ``vllm.*``),
-    the handlers added meanwhile closed, vLLM's caches of both dropped."""
-    # First: what importing vLLM sets in the environment is vLLM's own, for the process's life.
-    from vllm import envs
-    from vllm import logger as vllm_logger
-
-    wanted = engine_environment(settings)
-    config = None
-    if log_file is not None:  # every vLLM process logs by this config file, this one too
-        config = logging_config(log_file, verbose=verbose)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        config_path = log_file.with_suffix(".logging.json")
-        config_path.write_text(json.dumps(config, indent=2))
-        wanted.update({"VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_CONFIG_PATH": str(config_path)})
+    environment exactly as it was before (what vLLM sets while it is imported or starts removed
+    too), every logger's level, handlers, propagation and flag back (vLLM's ``dictConfig``
+    resets all of ``vllm.*``), the handlers added meanwhile closed, vLLM's caches dropped."""
     environ = dict(os.environ)
     logging.getLogger("vllm")  # a logger of its own from now on, so it is restored too
     loggers = _logger_states()
     record_factory = logging.getLogRecordFactory()
+    envs, vllm_logger = _vllm_modules()
     configured = getattr(vllm_logger, "_last_configured_logging_config", None)
-    try:
+    try:  # from here on, whatever happens, the process is put back as it was
+        wanted = {**_IMPORTED_ENVIRONMENT, **engine_environment(settings)}
+        if log_file is not None:  # every vLLM process logs by this config file, this one too
+            wanted.update(_route_logs(log_file, verbose))
         _set_environ(wanted)
         _forget_cached_environment(envs)
-        if config is not None:  # vLLM before 0.31 reads the file only when it is imported
-            logging.config.dictConfig(config)
+        if log_file is not None:  # vLLM before 0.31 reads the file only when it is imported
+            logging.config.dictConfig(logging_config(log_file, verbose=verbose))
         yield
     finally:
         _set_environ(environ)
@@ -82,6 +75,36 @@ def engine_process_state(
         logging.setLogRecordFactory(record_factory)
         if hasattr(vllm_logger, "_last_configured_logging_config"):
             vllm_logger._last_configured_logging_config = configured
+
+
+#: What importing vLLM set in the environment (it imports once per process): an engine gets
+#: it back for its life, as if vLLM had just been imported, and takes it away after.
+_IMPORTED_ENVIRONMENT: dict[str, str] = {}
+
+
+def _vllm_modules() -> tuple[Any, Any]:
+    """vLLM's ``envs`` and ``logger`` modules; what the first import sets in the environment
+    is kept in :data:`_IMPORTED_ENVIRONMENT` and taken back out."""
+    if "vllm" not in sys.modules:
+        before = dict(os.environ)
+        try:
+            import vllm  # noqa: F401
+        finally:
+            changed = {k: v for k, v in os.environ.items() if before.get(k) != v}
+            _IMPORTED_ENVIRONMENT.update(changed)
+            _set_environ(before)
+    from vllm import envs
+    from vllm import logger as vllm_logger
+
+    return envs, vllm_logger
+
+
+def _route_logs(log_file: Path, verbose: bool) -> dict[str, str]:
+    """The logging config file every vLLM process reads, and the variables that name it."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    config_path = log_file.with_suffix(".logging.json")
+    config_path.write_text(json.dumps(logging_config(log_file, verbose=verbose), indent=2))
+    return {"VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_CONFIG_PATH": str(config_path)}
 
 
 def _set_environ(target: dict[str, str]) -> None:
