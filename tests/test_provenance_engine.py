@@ -21,11 +21,11 @@ import httpx
 import pytest
 from cli_helpers import ENGINE_ARGS, cli_env, popen_cli, run_args, run_cli
 
+from screenspot_eval.backends.vllm import provenance as vllm_provenance
 from screenspot_eval.errors import EXIT_USER_ERROR
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
 
-vllm_provenance = pytest.importorskip("screenspot_eval.backends.vllm.provenance")
 KERNELS = vllm_provenance.batch_invariant_kernels_available()
 needs_kernels = pytest.mark.skipif(not KERNELS, reason="vLLM cannot run batch-invariant kernels")
 without_kernels = pytest.mark.skipif(KERNELS, reason="vLLM runs batch-invariant kernels here")
