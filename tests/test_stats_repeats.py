@@ -8,7 +8,6 @@ import math
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import beta, norm
 
@@ -19,7 +18,6 @@ from screenspot_eval.stats.repeats import (
     compare_repeats,
     item_differences,
     noise_floor,
-    repeat_matrix,
 )
 from screenspot_eval.stats.signflip import sign_flip_test
 
@@ -153,19 +151,6 @@ def test_headline_and_noise_line_format() -> None:
     assert "item sign-flip p" in r.headline("A", "B")  # no clusters: the test is over items
     line = r.noise_line()
     assert "A n/a (1 repeat)" in line and f"B {r.noise_b.flips} (" in line
-
-
-def test_repeat_matrix_pivots_long_records() -> None:
-    long = pd.DataFrame(
-        {"id": ["x", "x", "y", "y"], "repeat": [0, 1, 1, 0], "correct": [True, False, True, True]}
-    )
-    ids, y = repeat_matrix(long, items=["y", "x"])
-    assert list(ids) == ["y", "x"]
-    np.testing.assert_array_equal(y, [[True, True], [True, False]])
-    with pytest.raises(ValueError):
-        repeat_matrix(long.iloc[:3])  # y lacks repeat 1
-    with pytest.raises(ValueError):
-        repeat_matrix(pd.concat([long, long.iloc[:1]]))  # duplicate (item, repeat)
 
 
 def test_full_size_is_fast() -> None:

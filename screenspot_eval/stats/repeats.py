@@ -92,37 +92,6 @@ def as_repeats(y: npt.ArrayLike, name: str = "y") -> np.ndarray:
     return arr.astype(bool)
 
 
-def repeat_matrix(
-    records: pd.DataFrame,
-    *,
-    item: str = "id",
-    repeat: str = "repeat",
-    outcome: str = "correct",
-    items: npt.ArrayLike | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pivot long records (one row per item and repeat) to ``(item ids, n_items x K matrix)``.
-
-    Every item must have every repeat exactly once; ``items`` fixes the row order (e.g. the
-    other variant's ids, so the two matrices are paired row by row).
-    """
-    missing = [c for c in (item, repeat, outcome) if c not in records.columns]
-    if missing:
-        raise ValueError(f"missing columns: {missing}")
-    if records.duplicated([item, repeat]).any():
-        raise ValueError("an (item, repeat) pair occurs twice")
-    if records[outcome].isna().any():
-        raise ValueError(f"column {outcome!r} has missing values; every item needs an outcome")
-    wide = records.pivot(index=item, columns=repeat, values=outcome)
-    if items is not None:
-        order = pd.Index(np.asarray(items, dtype=object))
-        if order.duplicated().any() or set(order) != set(wide.index):
-            raise ValueError("items must list each item of the records exactly once")
-        wide = wide.reindex(order)
-    if wide.isna().any().any():
-        raise ValueError("some items lack some repeats: the repeat matrix must be complete")
-    return wide.index.to_numpy(dtype=object), as_repeats(wide.to_numpy(), outcome)
-
-
 def _as_repeat_pair(y_a: npt.ArrayLike, y_b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a = as_repeats(y_a, "y_a")
     b = as_repeats(y_b, "y_b")
