@@ -383,3 +383,23 @@ def test_settings_against_servers_and_a_factor_beside_settings_are_refused(tmp_p
     with pytest.raises(UserError, match="each needs an engine of its own"):
         compare_variants(config, a, b, SideRuns(engines="one"))
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_one_setting_in_two_spellings_builds_the_same_engine_on_both_sides(tmp_path):
+    """``--a-set enforce_eager=true --b-set enforce-eager=true``: both sides' vLLM arguments are
+    the same (no factor; the compare is an A/A control), as ``--enforce-eager`` builds them."""
+    from screenspot_eval.cli.app import app
+
+    args = ["compare", "--model", "m", "--a", "pre", "--b", "pre", "--out", str(tmp_path)]
+    result = CliRunner().invoke(
+        app,
+        [*args, "--a-set", "enforce_eager=true", "--b-set", "enforce-eager=true", "--print-config"],
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    a, b = (shown[side]["llm_kwargs"] for side in ("a", "b"))
+    assert a == b and a["enforce_eager"] is True
+    flag = CliRunner().invoke(app, [*args, "--enforce-eager", "--print-config"])
+    assert json.loads(flag.stdout)["llm_kwargs"] == a  # the shared settings: one engine
+    sides = resolve_sides("pre", "pre", ["enforce_eager=true"], ["enforce-eager=true"])
+    assert factor_of(*sides, EngineSettings(model="m")) == {}
