@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ import pytest
 # product sets itself (backends/vllm/process_state.py); the tests check that it does.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# Ctrl-C as a terminal delivers it, however the suite was started: a shell that runs it in the
+# background (`cmd &`, nohup) starts it with SIGINT ignored, which every child would inherit, and
+# the interrupt tests would see no interrupt at all.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
