@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from screenspot_eval.cli.handling import exits_cleanly
+from screenspot_eval.cli.options import LayoutOpt
 from screenspot_eval.data.errors import InvalidSampleError
 
 data_app = typer.Typer(
-    help="Inspect, validate and synthesise ScreenSpot-Pro data.", no_args_is_help=True
+    help="Inspect, validate and synthesise ScreenSpot-Pro data (or another --layout).",
+    no_args_is_help=True,
 )
 
 
@@ -38,19 +40,24 @@ def check(
     check_images: Annotated[
         bool, typer.Option("--images/--no-images", help="Open every image to check its size.")
     ] = True,
+    layout: LayoutOpt = None,
 ) -> None:
     """Validate a ScreenSpot-Pro release and account for every sample against the official totals.
 
     Prints counts per group x ui_type and per application, the differences from the official
     release (1581 samples), and every excluded sample with its reason. Exit 3 (a data error):
-    invalid samples in strict mode, or a dataset that cannot be reached.
+    invalid samples in strict mode, or a dataset that cannot be reached. With --layout, a
+    folder in that layout, counted per slice against the layout's published totals.
 
     Example: screenspot-eval data check likaixin/ScreenSpot-Pro
+    Example: screenspot-eval data check OSWorld-G/benchmark --layout osworld-g
     """
     from screenspot_eval.data.check import check_dataset, render_problems
 
     try:
-        report = check_dataset(spec, revision, strict=strict, check_images=check_images)
+        report = check_dataset(
+            spec, revision, strict=strict, check_images=check_images, layout=layout
+        )
     except InvalidSampleError as error:
         typer.echo(render_problems(error), err=True)
         raise typer.Exit(code=error.exit_code) from error
@@ -80,14 +87,17 @@ def synth(
             min=0.01, help="Enlarge target boxes (a random demo model hits real-sized ones ~never)."
         ),
     ] = 1.0,
+    layout: LayoutOpt = None,
 ) -> None:
-    """Write a synthetic dataset in the exact official ScreenSpot-Pro layout.
+    """Write a synthetic dataset in the exact official ScreenSpot-Pro layout (or --layout's).
 
     Example: screenspot-eval data synth data/synth --n 60 --max-width 1280
+    Example: screenspot-eval data synth data/osworld-g --layout osworld-g --n 40
     """
-    from screenspot_eval.data.synth import synthesize_release
+    from screenspot_eval.data.synth_layouts import synthesize
 
-    summary = synthesize_release(
+    summary = synthesize(
+        layout,
         out_dir,
         n,
         seed=seed,

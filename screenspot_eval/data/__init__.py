@@ -1,1 +1,2 @@
-"""ScreenSpot-Pro samples: the typed model, loading, validation, selection, synthesis, images."""
+"""Grounding samples (ScreenSpot-Pro and the other declared layouts): the typed model, the
+layouts, loading, validation, selection, synthesis, images."""

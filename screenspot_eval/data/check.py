@@ -20,6 +20,9 @@ from screenspot_eval.data.accounting import (
     account,
 )
 from screenspot_eval.data.errors import InvalidSampleError
+from screenspot_eval.data.layout_check import LayoutAccounting, count_slices, render_layout_check
+from screenspot_eval.data.layouts import get_layout
+from screenspot_eval.data.sample import DEFAULT_LAYOUT
 from screenspot_eval.data.validate import LoadedDataset, open_dataset
 
 _WIDTH = 100
@@ -28,18 +31,30 @@ _WIDTH = 100
 @dataclass(frozen=True)
 class CheckReport:
     loaded: LoadedDataset
-    accounting: Accounting
+    accounting: Accounting | LayoutAccounting
 
     def render(self) -> str:
+        if isinstance(self.accounting, LayoutAccounting):
+            excluded = _exclusion_lines(self.loaded)
+            return printable(render_layout_check(self.loaded, self.accounting, excluded))
         return render_check(self.loaded, self.accounting)
 
 
 def check_dataset(
-    spec: str, revision: str | None = None, *, strict: bool = True, check_images: bool = True
+    spec: str,
+    revision: str | None = None,
+    *,
+    strict: bool = True,
+    check_images: bool = True,
+    layout: str | None = None,
 ) -> CheckReport:
-    """Load ``spec`` (raises in strict mode on invalid data) and account for its samples."""
-    loaded = open_dataset(spec, revision, strict=strict, check_images=check_images)
-    return CheckReport(loaded=loaded, accounting=account(loaded.samples))
+    """Load ``spec`` in ``layout`` (default ScreenSpot-Pro; raises in strict mode on invalid
+    data) and account for its samples against the layout's published counts."""
+    chosen = get_layout(layout)
+    loaded = open_dataset(spec, revision, strict=strict, check_images=check_images, layout=chosen)
+    if chosen.name == DEFAULT_LAYOUT:
+        return CheckReport(loaded=loaded, accounting=account(loaded.samples))
+    return CheckReport(loaded=loaded, accounting=count_slices(loaded.samples, chosen))
 
 
 def render_problems(error: InvalidSampleError) -> str:

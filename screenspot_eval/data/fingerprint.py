@@ -1,7 +1,7 @@
 """A sha256 per input file, so a resumed run can refuse data that changed under it.
 
-Only the files a run uses are hashed: the annotation files its samples come from and their
-screenshots. Hashing runs in a thread pool (hashlib releases the GIL on large buffers).
+Only the files a run uses are hashed: the annotation files its samples come from, their
+screenshots, and a layout's classification file (OSWorld-G) where there is one. Hashing runs in a thread pool (hashlib releases the GIL on large buffers).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from screenspot_eval.data.layouts import get_layout
 from screenspot_eval.data.paths import image_relpath, resolve_image_path, trusted_roots
 from screenspot_eval.data.sample import Sample
 
@@ -58,17 +59,28 @@ def sha256_file(path: Path) -> str:
 def fingerprint_dataset(
     root: Path, samples: Iterable[Sample], *, workers: int = 4
 ) -> dict[str, str]:
-    """Relative path (``annotations/x.json``, ``images/f/x.png``) -> sha256, sorted by path.
+    """Relative path (``annotations/x.json``, ``images/f/x.png``, or the layout's own files)
+    -> sha256, sorted by path.
 
     A missing file raises ``FileNotFoundError``: a fingerprint of absent inputs means nothing.
     """
     roots = trusted_roots(root)
+    samples = list(samples)
     files: dict[str, Path] = {}
     for s in samples:
         files[s.source_file] = root / s.source_file
-        files[image_relpath(s.img_filename)] = resolve_image_path(
-            root, s.img_filename, sample_id=s.id, source_file=s.source_file, roots=roots
+        files[image_relpath(s.img_filename, s.image_dir)] = resolve_image_path(
+            root,
+            s.img_filename,
+            sample_id=s.id,
+            source_file=s.source_file,
+            roots=roots,
+            image_dir=s.image_dir,
         )
+    for name in sorted({sample.layout for sample in samples}):
+        extra = get_layout(name).categories_file
+        if extra is not None and (root / extra).is_file():
+            files[extra] = root / extra  # the slices the records carry come from it
     names = sorted(files)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(lambda name: sha256_file(files[name]), names))

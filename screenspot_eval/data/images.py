@@ -72,6 +72,7 @@ def _open_checked(
             sample_id=sample.id,
             source_file=sample.source_file,
             roots=roots,
+            image_dir=sample.image_dir,
         )
         with Image.open(path) as image:
             refusal = _size_refusal(sample, *image.size)

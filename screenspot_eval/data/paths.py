@@ -26,9 +26,10 @@ def trusted_roots(root: Path) -> tuple[Path, ...]:
     return tuple(roots)
 
 
-def image_relpath(img_filename: str) -> str:
-    """The image path relative to the dataset root, as used in fingerprints and messages."""
-    return f"{IMAGES_DIR}/{img_filename}"
+def image_relpath(img_filename: str, image_dir: str = IMAGES_DIR) -> str:
+    """The image path relative to the dataset root, as used in fingerprints and messages
+    (``image_dir``: the layout's image folder, ``images`` for ScreenSpot-Pro)."""
+    return f"{image_dir}/{img_filename}"
 
 
 def resolve_image_path(
@@ -38,8 +39,10 @@ def resolve_image_path(
     sample_id: str | None = None,
     source_file: str | None = None,
     roots: tuple[Path, ...] | None = None,
+    image_dir: str = IMAGES_DIR,
 ) -> Path:
-    """``root/images/<img_filename>``, or :class:`UnsafePathError` if it escapes the dataset.
+    """``root/<image_dir>/<img_filename>`` (``image_dir`` is ``images`` for ScreenSpot-Pro), or
+    :class:`UnsafePathError` if it escapes the dataset.
 
     The check is lexical first (no ``..``, not absolute, no drive) and then on the resolved path,
     so a symlink that points outside the root is caught too. The file need not exist.
@@ -60,7 +63,7 @@ def resolve_image_path(
         raise unsafe("absolute image path is not allowed")
     if ".." in posix.parts or ".." in windows.parts:
         raise unsafe("image path escapes the dataset folder ('..')")
-    path = root / IMAGES_DIR / posix
+    path = root / image_dir / posix
     resolved = path.resolve()
     allowed = roots if roots is not None else trusted_roots(root)
     if not any(resolved.is_relative_to(base) for base in allowed):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from screenspot_eval.data.errors import (
     DatasetError,
@@ -18,6 +19,10 @@ from screenspot_eval.data.errors import (
     DatasetUnavailableError,
 )
 from screenspot_eval.data.paths import ANNOTATIONS_DIR, IMAGES_DIR, DatasetSource
+from screenspot_eval.data.sample import DEFAULT_LAYOUT
+
+if TYPE_CHECKING:
+    from screenspot_eval.data.layouts import Layout
 
 OFFICIAL_REPO_ID = "likaixin/ScreenSpot-Pro"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -36,6 +41,7 @@ def load_dataset_source(
     *,
     cache_dir: str | Path | None = None,
     offline: bool | None = None,
+    layout: str | None = None,
 ) -> DatasetSource:
     """Resolve ``spec`` to a folder in the official layout.
 
@@ -43,7 +49,15 @@ def load_dataset_source(
     files (or ``parquet:<path-or-repo-id>``), or a hub repo id such as ``likaixin/ScreenSpot-Pro``.
     A local path wins over a repo id of the same spelling. ``offline=None`` reads
     ``HF_HUB_OFFLINE`` at call time; ``cache_dir=None`` reads ``HF_HUB_CACHE`` at call time.
+
+    ``layout`` (default ScreenSpot-Pro, whose sources are the ones above): another layout of
+    :mod:`screenspot_eval.data.layouts` reads a local folder in that layout only.
     """
+    from screenspot_eval.data.layouts import get_layout
+
+    chosen = get_layout(layout)
+    if chosen.name != DEFAULT_LAYOUT:
+        return _layout_folder(spec, revision, chosen)
     if spec.startswith("parquet:"):
         from screenspot_eval.data.parquet import parquet_source
 
@@ -138,3 +152,44 @@ def hub_source(
             "official ScreenSpot-Pro layout (for a parquet mirror use `parquet:<repo id>`)"
         )
     return DatasetSource(root=root, kind="hub", spec=repo_id, revision=root.name)
+
+
+def _layout_folder(spec: str, revision: str | None, layout: Layout) -> DatasetSource:
+    """A local folder in ``layout`` (not ScreenSpot-Pro), or an error that names the fix."""
+    where = (
+        f"download the release ({layout.home}) and pass its folder: "
+        f"`--data /path/to/folder --layout {layout.name}`"
+    )
+    if spec == OFFICIAL_REPO_ID:
+        raise DatasetUnavailableError(
+            f"--layout {layout.name} needs --data: the default dataset {OFFICIAL_REPO_ID} is "
+            f"ScreenSpot-Pro; {where}"
+        )
+    if spec.startswith("parquet:") or spec.endswith(".parquet"):
+        raise DatasetError(
+            f"parquet mirrors are read in the screenspot-pro layout only; for {layout.title} "
+            f"{where}"
+        )
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DatasetUnavailableError(
+            f"{spec!r} is not an existing folder; the {layout.name} layout reads a local copy "
+            f"only: {where}"
+        )
+    if revision is not None:
+        raise DatasetError(
+            f"--revision {revision!r} applies to hub datasets only; {spec!r} is a local path"
+        )
+    declared = [p for p in layout.annotations if not any(ch in p for ch in "*?[")]
+    if not path.is_dir() or not any((path / name).is_file() for name in declared):
+        raise DatasetLayoutError(
+            f"{path} is not a {layout.title} folder: expected {', '.join(layout.annotations)} "
+            f"and {layout.image_dir}/ inside it"
+        )
+    if not (path / layout.image_dir).is_dir():
+        zipped = path / f"{layout.image_dir}.zip"
+        fix = f"; unzip it first: `unzip {zipped} -d {path}`" if zipped.is_file() else ""
+        raise DatasetLayoutError(
+            f"{path} has no {layout.image_dir}/ folder (the {layout.title} screenshots){fix}"
+        )
+    return DatasetSource(root=path.resolve(), kind="folder", spec=spec)

@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from screenspot_eval.data.errors import DatasetError
+from screenspot_eval.data.layouts import get_layout
 from screenspot_eval.data.paths import image_relpath, resolve_image_path
 
 MAX_WIDTH = 960
@@ -90,15 +91,17 @@ def _draw(image: Image.Image, row: Mapping[str, Any], original: tuple[float, flo
     """Draw the box and clicks, given in ``original`` pixels, onto the downscaled ``image``."""
     sx, sy = image.width / original[0], image.height / original[1]
     draw = ImageDraw.Draw(image)
-    bbox = row.get("bbox")
-    try:
-        x1, y1, x2, y2 = (float(v) for v in bbox)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        pass
-    else:
-        box = (x1 * sx, y1 * sy, max(x2 * sx, x1 * sx + 1), max(y2 * sy, y1 * sy + 1))
-        draw.rectangle(box, outline=(255, 255, 255), width=5)
-        draw.rectangle(box, outline=BOX_COLOUR, width=3)
+    outline = _coords(row.get("polygon"))
+    box = _coords(row.get("bbox"))
+    if outline is not None and len(outline) >= 6:  # the target itself, not its bounding box
+        points = [(x * sx, y * sy) for x, y in zip(outline[0::2], outline[1::2], strict=False)]
+        draw.polygon(points, outline=(255, 255, 255), width=5)
+        draw.polygon(points, outline=BOX_COLOUR, width=3)
+    elif box is not None and len(box) == 4:
+        x1, y1, x2, y2 = box
+        rect = (x1 * sx, y1 * sy, max(x2 * sx, x1 * sx + 1), max(y2 * sy, y1 * sy + 1))
+        draw.rectangle(rect, outline=(255, 255, 255), width=5)
+        draw.rectangle(rect, outline=BOX_COLOUR, width=3)
     for side in ("a", "b"):
         x, y = _number(row.get(f"pred_x_{side}")), _number(row.get(f"pred_y_{side}"))
         if x is None or y is None:
@@ -106,6 +109,21 @@ def _draw(image: Image.Image, row: Mapping[str, Any], original: tuple[float, flo
         px = min(max(x * sx, 0.0), image.width - 1.0)
         py = min(max(y * sy, 0.0), image.height - 1.0)
         _marker(draw, px, py, side)
+
+
+def _coords(value: Any) -> list[float] | None:
+    """A box's or polygon's numbers, or None when there are none (a refusal) or they are not
+    numbers."""
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+
+
+def _image_dir(row: Mapping[str, Any]) -> str:
+    """The screenshot folder of the row's dataset layout (``images`` for ScreenSpot-Pro)."""
+    name = row.get("layout")
+    return get_layout(name if isinstance(name, str) else None).image_dir
 
 
 def annotate(
@@ -117,9 +135,12 @@ def annotate(
     if dataset_root is None:
         return Shot(None, "no dataset root was given, so the screenshot is not shown", notes)
     try:
-        path = resolve_image_path(dataset_root, name, sample_id=str(row.get("id")))
+        image_dir = _image_dir(row)
+        path = resolve_image_path(
+            dataset_root, name, sample_id=str(row.get("id")), image_dir=image_dir
+        )
         if not path.is_file():
-            return Shot(None, f"screenshot not found: {image_relpath(name)}", notes)
+            return Shot(None, f"screenshot not found: {image_relpath(name, image_dir)}", notes)
         with Image.open(path) as source:
             original = _size(row.get("img_size")) or (float(source.width), float(source.height))
             source.draft("RGB", (max_width, max_width))  # JPEG only: decode at reduced scale

@@ -5,6 +5,11 @@ is one of ``correct / wrong / wrong_format / failed``. Every outcome stays in th
 (accuracy = correct / n), as in the official script. An empty slice reports n = 0 and
 accuracy 0.0, never NaN. A missing slice value (e.g. no ``group``) becomes its own slice,
 ``(missing)``, rather than disappearing.
+
+Records of the other layouts (:mod:`screenspot_eval.data.layouts`) are sliced by their layout's
+report slices (:func:`layout_metrics_table`): ScreenSpot-v2 by platform x ui_type, OSWorld-G by
+category (an item counts in each of its categories) and target kind, with accuracy with and
+without the refusal items.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from screenspot_eval.data.sample import UI_TYPES
+from screenspot_eval.data.layouts import UNCLASSIFIED, Layout, get_layout, slice_values
+from screenspot_eval.data.sample import DEFAULT_LAYOUT, TARGET_KINDS, UI_TYPES
 from screenspot_eval.protocol.scoring import OUTCOMES
 
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -206,3 +212,69 @@ def _extra_ui(records: pd.DataFrame) -> list[str]:
 def _named(table: pd.DataFrame, column: str) -> pd.DataFrame:
     """Label a one-column slice table for ``metrics_table``."""
     return table.assign(slice=column, value=table[column])
+
+
+# --- layouts beside ScreenSpot-Pro (screenspot_eval.data.layouts) ------------------------------
+
+OVERALL_WITHOUT_REFUSAL = "overall_without_refusal"
+
+
+def records_layout(df: pd.DataFrame) -> str:
+    """The one dataset layout of the records (records older than schema 3: ScreenSpot-Pro)."""
+    if "layout" not in df.columns or not len(df):
+        return DEFAULT_LAYOUT
+    layouts = sorted({str(v) for v in df["layout"] if isinstance(v, str)} or {DEFAULT_LAYOUT})
+    if len(layouts) > 1:
+        raise ValueError(
+            f"records of several dataset layouts ({layouts}) cannot be sliced together"
+        )
+    return layouts[0]
+
+
+def _value_order(layout: Layout) -> list[str]:
+    return [*layout.categories, UNCLASSIFIED, *TARGET_KINDS, *UI_TYPES]
+
+
+def layout_slice_table(
+    df: pd.DataFrame, column: str, layout: str | Layout | None = None
+) -> pd.DataFrame:
+    """Counts per value of slice ``column`` of ``layout`` (``category`` counts an item in each
+    of its categories; ``a/b`` crosses two columns), one row per value that occurs."""
+    chosen = get_layout(layout or records_layout(df))
+    validate_records(df)
+    rows = df.to_dict("records")
+    outcomes: dict[str, list[str]] = {}
+    for row in rows:
+        for value in slice_values(row, column):
+            outcomes.setdefault(value, []).append(str(row["outcome"]))
+    order = _value_order(chosen)
+    values = sorted(
+        outcomes,
+        key=lambda v: (v == MISSING_VALUE, order.index(v) if v in order else len(order), v),
+    )
+    table = [{"value": v, **count_outcomes(outcomes[v]).as_row()} for v in values]
+    return pd.DataFrame(table, columns=["value", *COUNT_COLUMNS])
+
+
+def without_refusal(df: pd.DataFrame) -> pd.DataFrame:
+    """The records whose target is not a refusal (all of them for records without targets)."""
+    if "target" not in df.columns:
+        return df
+    return df[df["target"].astype(object).fillna("box") != "refusal"]
+
+
+def layout_metrics_table(df: pd.DataFrame, layout: str | Layout | None = None) -> pd.DataFrame:
+    """``metrics.csv`` for the records' layout: ScreenSpot-Pro's :func:`metrics_table`
+    unchanged, else overall (and, with refusal items, overall without them), then one row per
+    value of each of the layout's report slices."""
+    chosen = get_layout(layout or records_layout(df))
+    if chosen.name == DEFAULT_LAYOUT:
+        return metrics_table(df)
+    parts = [overall_table(df).assign(slice="overall", value="all")]
+    if chosen.has_refusal:
+        kept = without_refusal(df)
+        parts.append(overall_table(kept).assign(slice=OVERALL_WITHOUT_REFUSAL, value="all"))
+    for column in chosen.report_slices:
+        parts.append(layout_slice_table(df, column, chosen).assign(slice=column))
+    table = pd.concat(parts, ignore_index=True)
+    return table[list(METRICS_COLUMNS)]

@@ -1,7 +1,9 @@
 """A run's exports, all regenerated from ``predictions.jsonl`` + ``manifest.json``.
 
 ``samples.csv`` (one row per sample), ``metrics.csv`` (one row per slice),
-``screenspot_pro_results.json`` (the official format) and ``summary.md``.
+``screenspot_pro_results.json`` (the official format) and ``summary.md``. Runs on another
+dataset layout (:mod:`screenspot_eval.data.layouts`) write that layout's slices and its own
+results JSON (``screenspot_v2_results.json``, ``osworld_g_results.json``) instead.
 """
 
 from __future__ import annotations
@@ -13,8 +15,18 @@ from typing import Any
 
 import pandas as pd
 
+from screenspot_eval.data.layouts import Layout, get_layout
+from screenspot_eval.data.sample import DEFAULT_LAYOUT
 from screenspot_eval.report.csv_export import write_csv
-from screenspot_eval.report.metrics import leaderboard_table, metrics_table
+from screenspot_eval.report.layout_json import write_layout_json
+from screenspot_eval.report.metrics import (
+    layout_metrics_table,
+    layout_slice_table,
+    leaderboard_table,
+    overall_table,
+    records_layout,
+    without_refusal,
+)
 from screenspot_eval.report.official_json import write_official_json
 from screenspot_eval.store.manifest import Manifest
 from screenspot_eval.store.records import PredictionRecord, failed_cause, records_frame
@@ -60,6 +72,39 @@ def leaderboard_markdown(frame: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
+def category_markdown(frame: pd.DataFrame, layout: Layout) -> str:
+    """Accuracy per category (an item counts in each of its categories), then all items and,
+    with refusal items, all but them."""
+    table = layout_slice_table(frame, layout.leaderboard, layout)
+    rows = [(str(r["value"]), float(r["accuracy"]), int(r["n"])) for _, r in table.iterrows()]
+    overall = overall_table(frame).iloc[0]
+    rows.append(("all", float(overall["accuracy"]), int(overall["n"])))
+    if layout.has_refusal:
+        kept = overall_table(without_refusal(frame)).iloc[0]
+        rows.append(("all without refusal", float(kept["accuracy"]), int(kept["n"])))
+    shown = pd.DataFrame(
+        {
+            layout.leaderboard: [r[0] for r in rows],
+            "accuracy %": [_pct(r[1]) for r in rows],
+            "n": [r[2] for r in rows],
+        }
+    )
+    return markdown_table(shown)
+
+
+def results_json_name(layout: str | Layout | None = None) -> str:
+    """The results JSON a run in ``layout`` writes (the official file for ScreenSpot-Pro)."""
+    return get_layout(layout).results_json
+
+
+def frame_layout(frame: pd.DataFrame, manifest: Manifest | None = None) -> Layout:
+    """The records' layout; without records, the one the run was configured with."""
+    if len(frame):
+        return get_layout(records_layout(frame))
+    configured = (manifest.config.get("data", {}) if manifest is not None else {}).get("layout")
+    return get_layout(configured or DEFAULT_LAYOUT)
+
+
 def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Non-zero outcome counts of the records, by outcome name (sorted, as in the manifest)."""
     return dict(sorted(Counter(str(o) for o in frame["outcome"]).items()))
@@ -90,6 +135,17 @@ def _kinds_line(kinds: dict[str, int]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in kinds.items()) or "none"
 
 
+def _budget_line(manifest: Manifest) -> str:
+    """The adapter and its image budget, e.g. ``qwen2.5-vl, max_pixels 12845056 (min_pixels
+    3136)``; runs from before adapters recorded soft tokens only (Gemma 4)."""
+    family = manifest.model_family
+    if not family:
+        return f"gemma4, max_soft_tokens {manifest.image_budget}"
+    others = {k: v for k, v in family.get("processor", {}).items() if k != family["knob"]}
+    rest = f" ({', '.join(f'{k} {v}' for k, v in others.items())})" if others else ""
+    return f"{family['adapter']}, {family['knob']} {family['value']}{rest}"
+
+
 def _embedder_lines(manifest: Manifest) -> str:
     """Each embedder as the engine found it, e.g. ``(embed_vision: pre; embed_audio: not loaded)``."""
     report = manifest.engine_report or {}
@@ -100,6 +156,8 @@ def _embedder_lines(manifest: Manifest) -> str:
 
 def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
     """A short human summary: what ran, on what, the headline numbers and the leaderboard."""
+    layout = frame_layout(frame, manifest)
+    official_json = layout.results_json
     model = manifest.config.get("engine", {}).get("model")
     n = len(frame)
     # from the records, like metrics.csv and the official JSON, so the three files agree
@@ -109,14 +167,15 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
     sessions = manifest.sessions
     rates = [s.samples_per_s for s in sessions if s.samples_per_s]
     lines = [
-        f"# ScreenSpot-Pro run: {model} ({manifest.requested_variant})",
+        f"# {layout.title} run: {model} ({manifest.requested_variant})",
         "",
         f"- **Click accuracy: {_pct(correct / n) if n else '0.00'} %** ({correct} / {n})",
+        *_without_refusal_line(frame, layout),
         f"- Outcomes: {', '.join(f'{k} {v}' for k, v in outcomes.items()) or 'none'}",
         *(
             [
                 f"- Failed requests: {failed} (no answer): misses that stay in the denominator; "
-                f"`{OFFICIAL_JSON}` counts them as `wrong_format`"
+                f"`{official_json}` counts them as `wrong_format`"
             ]
             if failed
             else []
@@ -131,19 +190,65 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
         f"- Prompt: `{manifest.prompt.get('name')}` (hash "
         f"`{manifest.prompt_hash}`), convention `{manifest.convention.value}`, "
         f"structured decoding {'on' if manifest.structured_decoding else 'off'}",
-        f"- Image budget: {manifest.image_budget} soft tokens per image",
+        f"- Model family: {_budget_line(manifest)}",
         f"- Data: `{manifest.dataset.source}` (content hash "
         f"`{manifest.dataset.content_hash}`), {manifest.counts.selected} "
         f"selected, {len(manifest.exclusions)} excluded (listed in manifest.json)",
         f"- Status: {manifest.status}; sessions: {len(sessions)}"
         + (f"; last throughput {rates[-1]:.2f} samples/s" if rates else ""),
+        *_layout_lines(layout),
         "",
-        "## Accuracy (%) by group and UI type",
+        _leaderboard_title(layout),
         "",
-        leaderboard_markdown(frame) if n else "(no records)",
+        _leaderboard(frame, layout) if n else "(no records)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _without_refusal_line(frame: pd.DataFrame, layout: Layout) -> list[str]:
+    if not layout.has_refusal or not len(frame):
+        return []
+    kept = without_refusal(frame)
+    hits = int((kept["outcome"].astype(str) == "correct").sum())
+    share = _pct(hits / len(kept)) if len(kept) else "0.00"
+    refusals = len(frame) - len(kept)
+    lines = [
+        f"- Click accuracy without the {refusals} refusal items: {share} % ({hits} / {len(kept)})"
+    ]
+    refused = int(((frame["target"] == "refusal") & (frame["outcome"] == "correct")).sum())
+    if refusals and not refused:
+        lines.append(
+            f"- None of the {refusals} refusal items was answered with negative coordinates "
+            "(the only answer the official scoring counts as a refusal): does the prompt say "
+            "how to refuse?"
+        )
+    return lines
+
+
+def _layout_lines(layout: Layout) -> list[str]:
+    if layout.name == DEFAULT_LAYOUT:
+        return []
+    return [
+        f"- Layout: `{layout.name}` ({layout.home}); its scoring rule and sources are in "
+        f"`{layout.results_json}`"
+    ]
+
+
+def _leaderboard_title(layout: Layout) -> str:
+    if layout.leaderboard == "group":
+        by = "group" if layout.group_from == "group" else layout.group_from
+        return f"## Accuracy (%) by {by} and UI type"
+    return f"## Accuracy (%) by {layout.leaderboard}"
+
+
+def _leaderboard(frame: pd.DataFrame, layout: Layout) -> str:
+    if layout.leaderboard == "group":
+        table = leaderboard_markdown(frame)
+        if layout.group_from != "group":
+            table = table.replace("| group |", f"| {layout.group_from} |", 1)
+        return table
+    return category_markdown(frame, layout)
 
 
 def write_run_exports(
@@ -152,21 +257,32 @@ def write_run_exports(
     """Write every export next to the records; returns their paths by name."""
     out = Path(out)
     frame = records_frame(records)
+    layout = frame_layout(frame, manifest)
     paths = {
         "samples": out / SAMPLES_CSV,
         "metrics": out / METRICS_CSV,
-        "official": out / OFFICIAL_JSON,
+        "official": out / layout.results_json,
         "summary": out / SUMMARY_MD,
     }
     samples = frame.copy()
     if len(samples):
-        samples["bbox"] = samples["bbox"].map(lambda b: " ".join(f"{v:g}" for v in b))
+        samples["bbox"] = samples["bbox"].map(_numbers_cell)
         samples["img_size"] = samples["img_size"].map(lambda s: f"{s[0]}x{s[1]}")
+        samples["polygon"] = samples["polygon"].map(_numbers_cell)
+        samples["categories"] = samples["categories"].map(lambda c: ";".join(c))
     write_csv(samples, paths["samples"])
-    write_csv(metrics_table(frame), paths["metrics"])
-    write_official_json(frame, paths["official"])
+    write_csv(layout_metrics_table(frame, layout), paths["metrics"])
+    if layout.name == DEFAULT_LAYOUT:
+        write_official_json(frame, paths["official"])
+    else:
+        write_layout_json(frame, paths["official"], layout)
     paths["summary"].write_text(summary_markdown(frame, manifest), encoding="utf-8")
     return paths
+
+
+def _numbers_cell(value: Any) -> str | None:
+    """``x1 y1 x2 y2`` (or a polygon's outline) for samples.csv; None (an empty cell) for none."""
+    return None if value is None else " ".join(f"{v:g}" for v in value)
 
 
 def regenerate_run_exports(run_dir: Path) -> tuple[dict[str, Path], list[str]]:
