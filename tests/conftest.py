@@ -32,6 +32,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random Qwen2.5-VL twin (published image budget), built once per test session."""
+    from screenspot_eval.backends.vllm.tiny_qwen import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), "qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 48-sample synthetic release in the official layout, small screenshots, large targets
     (so the random tiny model hits some and the variants can flip)."""

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from screenspot_eval.adapters.gemma4 import SOFT_TOKEN_BUDGETS as GEMMA4_SOFT_TOKEN_BUDGETS
+from screenspot_eval.adapters.gemma4 import gemma4_sent_size
 from screenspot_eval.protocol.coords import (
-    GEMMA4_SOFT_TOKEN_BUDGETS,
     CoordinateConvention,
-    gemma4_sent_size,
     model_to_original,
     original_to_model,
 )

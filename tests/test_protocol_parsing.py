@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from screenspot_eval.adapters.gemma4 import gemma4_sent_size
 from screenspot_eval.protocol.coords import (
     CoordinateConvention,
-    gemma4_sent_size,
     original_to_model,
 )
 from screenspot_eval.protocol.parsing import (

@@ -4,7 +4,8 @@ synthetic data.
 Each `screenspot-eval` command of the bash blocks of README.md and docs/*.md (collected by
 ``test_readme.readme_commands``: README first, then the pages in the order docs/README.md lists
 them, a line shown on two pages once) is taken as written and made
-CPU-sized by rewriting only what names the machine: the hub model becomes the tiny checkpoint,
+CPU-sized by rewriting only what names the machine: the hub model becomes the tiny checkpoint
+(a Qwen-VL model or a preset the tiny Qwen2.5-VL twin),
 the hub dataset a synthetic release in the official layout, `results/...` a temporary folder,
 ports free ones, `$KEY` a key; engine-facing commands get fp32 / short-context flags and a small
 `--limit`. The servers are started exactly as docs/serving.md starts them (`serve ...` in the
@@ -55,8 +56,8 @@ def free_port() -> int:
 class Machine:
     """How README commands are made CPU-sized here: every rewrite in one place."""
 
-    def __init__(self, model: Path, data: Path, work: Path):
-        self.model, self.data, self.work = model, data, work
+    def __init__(self, model: Path, data: Path, work: Path, qwen: Path):
+        self.model, self.data, self.work, self.qwen = model, data, work, qwen
         self.key = secrets.token_hex(8)
         self.ports: dict[str, int] = {}
 
@@ -71,10 +72,10 @@ class Machine:
         for i, arg in enumerate(args):
             previous = args[i - 1] if i else ""
             if previous in ("--model", "-m"):
-                arg = str(self.model)
+                arg = str(self.qwen if "qwen" in arg.lower() else self.model)
             elif previous == "--port":
                 arg = self.port(arg)
-            elif arg.startswith("results/"):
+            elif arg.startswith(("results/", "data/")):
                 arg = str(self.work / arg)
             elif arg == "likaixin/ScreenSpot-Pro":
                 arg = str(self.data)
@@ -91,13 +92,15 @@ class Machine:
         evaluates = name in EVALUATING and args[1:2] != [] and args[1].startswith("-")
         if not evaluates:  # e.g. `compare RUN_A RUN_B`, `report`, `data check`
             return []
-        flags = ["--data", str(self.data), *CPU_RUN]
+        qwen = "--preset" in args or str(self.qwen) in args
+        run = [f for f in CPU_RUN if f not in ("--max-soft-tokens", "70")] if qwen else CPU_RUN
+        flags = ["--data", str(self.data), *run]
         if "--out" not in args:  # a config's own results folder: here, a temporary one
             flags += ["--out", str(self.work / "results" / f"from-config-{len(args)}")]
         if not any(a.startswith("--endpoint") for a in args):  # in-process: an engine here
             flags += CPU_ENGINE
             if "--model" not in args:
-                flags += ["--model", str(self.model)]
+                flags += ["--model", str(self.qwen if qwen else self.model)]
         return flags
 
 
@@ -123,12 +126,17 @@ def route_status(port: str, key: str | None) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def readme_run(
-    tiny_model_dir: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_model_dir: Path,
+    synth_data: Path,
+    tiny_qwen_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     """Run every README and manual command once, in order. The servers are probed once all
     commands ran (alive? their route with and without the key?) and stopped before the tests
     look, so no idle engine competes with the next tests for the cores."""
-    machine = Machine(tiny_model_dir, synth_data, tmp_path_factory.mktemp("readme"))
+    machine = Machine(
+        tiny_model_dir, synth_data, tmp_path_factory.mktemp("readme"), tiny_qwen_model
+    )
     done: dict[str, Any] = {"machine": machine, "results": [], "servers": [], "probes": []}
     done["repo_results_before"] = sorted(p.name for p in (ROOT / "results").iterdir())
     try:

@@ -188,6 +188,7 @@ def test_config_file_with_cli_overrides_cli_wins(runner, tmp_path):
     assert config["data"] == {
         "source": "data/from-cli",  # CLI
         "revision": None,
+        "layout": "screenspot-pro",
         "strict": False,  # file
         "check_images": True,
         "selection": {
@@ -380,7 +381,15 @@ def test_no_out_folder_is_refused(runner, tmp_path, monkeypatch):
 
 def test_endpoints_repeatable_and_comma_separated(runner):
     shown = printed(
-        runner, "--model", "m", "--endpoint", "http://a:8000,http://b:8000", "--endpoint", "c"
+        runner,
+        "--model",
+        "m",
+        "--adapter",
+        "gemma4",
+        "--endpoint",
+        "http://a:8000,http://b:8000",
+        "--endpoint",
+        "c",
     )
     assert shown["config"]["runtime"]["endpoints"] == ["http://a:8000", "http://b:8000", "c"]
 
@@ -397,6 +406,8 @@ def test_against_servers_only_the_client_engine_settings_are_recorded(runner, tm
         str(file),
         "--endpoint",
         "http://a:8000",
+        "--adapter",
+        "gemma4",
         "--max-soft-tokens",
         "560",
         "--norm",
@@ -404,7 +415,14 @@ def test_against_servers_only_the_client_engine_settings_are_recorded(runner, tm
         "--enforce-eager",
     )
     engine = shown["config"]["engine"]
-    assert engine == {"model": "m", "norm": "post", "revision": None, "max_soft_tokens": 560}
+    assert engine == {
+        "model": "m",
+        "norm": "post",
+        "adapter": "gemma4",
+        "preset": None,
+        "revision": None,
+        "max_soft_tokens": 560,
+    }
     assert shown["not_used_against_servers"] == ["dtype", "enforce_eager", "max_model_len"]
     assert "llm_kwargs" not in shown
     in_process = printed(runner, "--config", str(file))

@@ -89,7 +89,7 @@ def test_manifest_records_the_engine_provenance_read_in_the_workers(full_run):
 def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):
     """Counted in the prompt the engine ran; 70 is the tiny checkpoint's budget (the sweep
     test shows the count growing with --max-soft-tokens)."""
-    from screenspot_eval.protocol.coords import gemma4_sent_size
+    from screenspot_eval.adapters.gemma4 import gemma4_sent_size
 
     out, _ = full_run
     records = read_jsonl(out / "predictions.jsonl")
@@ -97,7 +97,7 @@ def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):
     for record in records:
         sent_w, sent_h = gemma4_sent_size(*record["img_size"], 70)
         assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), record["id"]
-        assert record["schema_version"] == 2
+        assert record["schema_version"] == 3
 
 
 def test_images_were_prepared_after_a_self_check_in_the_real_front_end(full_run):

@@ -124,6 +124,7 @@ def make_config(data_root: Path) -> Callable[..., RunConfig]:
     def make(**overrides: Any) -> RunConfig:
         given = {
             "engine.model": "fake/model",
+            "engine.adapter": "gemma4",  # a fake model: no checkpoint config to read it from
             "engine.max_soft_tokens": 70,
             "data.source": str(data_root),
             "runtime.image_workers": 1,
@@ -670,7 +671,8 @@ def test_against_servers_the_servers_engine_settings_are_neither_recorded_nor_fi
         )
     assert "the servers' own dtype, max_model_len apply" in capsys.readouterr().err
     manifest = manifest_of(out)
-    assert set(manifest["config"]["engine"]) == {"model", "norm", "revision", "max_soft_tokens"}
+    client = {"model", "norm", "adapter", "preset", "revision", "max_soft_tokens"}
+    assert set(manifest["config"]["engine"]) == client
     assert set(manifest["outcome_settings"]["engine"]) <= set(manifest["config"]["engine"])
 
     other = make_config(**servers, **{"engine.dtype": "bfloat16"})

@@ -123,7 +123,9 @@ def test_run_against_server_equals_in_process(
     assert manifest["engine_report"]["config_variant"] == "pre"
     # vLLM's settings given here (dtype, max_model_len, ...) are the server's, not this run's:
     # the manifest keeps only what the client decides (the server's are its provenance)
-    assert set(manifest["config"]["engine"]) <= {"model", "norm", "revision", "max_soft_tokens"}
+    client = {"model", "norm", "adapter", "preset", "revision", "max_soft_tokens"}
+    assert set(manifest["config"]["engine"]) <= client
+    assert manifest["config"]["engine"]["adapter"] == "gemma4"  # read from the server's root
     http, local = records(out), records(full_run[0])
     assert len(local) == 48 and set(http) == set(local)
     for sample_id, record in http.items():

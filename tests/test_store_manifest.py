@@ -242,7 +242,8 @@ def test_the_manifest_of_a_scripted_run_validates(tmp_path, config):
     assert session.samples == N and session.resumed_from == 0
     assert session.ended_at == manifest.ended_at
     assert session.load_s is not None and session.eval_s is not None
-    assert set(json.loads(text)) == TOP_LEVEL
+    assert set(json.loads(text)) == TOP_LEVEL | {"model_family"}
+    assert json.loads(text)["model_family"]["adapter"] == "gemma4"
 
 
 def test_an_interrupted_then_resumed_scripted_run_validates_at_each_step(tmp_path, config):

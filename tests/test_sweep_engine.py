@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_args, run_cli
 
-from screenspot_eval.protocol.coords import gemma4_sent_size
+from screenspot_eval.adapters.gemma4 import gemma4_sent_size
 
 pytestmark = pytest.mark.engine
 

@@ -46,7 +46,9 @@ __all__ = [
 #: variant it claims (checked against the server's report), the checkpoint revision (parity's
 #: reference) and the image budget its coordinates assume. Every other engine setting is the
 #: server's own: recorded from the server's provenance, never from this side's configuration.
-CLIENT_SETTINGS: frozenset[str] = frozenset({"model", "norm", "revision", "max_soft_tokens"})
+CLIENT_SETTINGS: frozenset[str] = frozenset(
+    {"model", "norm", "adapter", "preset", "revision", "max_soft_tokens"}
+)
 
 
 def client_settings(engine: dict[str, Any]) -> dict[str, Any]:

@@ -115,6 +115,8 @@ def check_variant(requested: Variant, report: EmbedderReport) -> None:
             "native embedder as far as can be checked. Serve the model with screenspot_eval's "
             f"server and norm {requested!r}, or evaluate it as 'native'."
         )
+    if requested == "native" and not report.architecture_covered:
+        return  # a model without embedder variants (not Gemma 4) runs as it is
     if not any(e.attribute == VISION_EMBEDDER for e in report.embedders):
         missing = "not loaded" if VISION_EMBEDDER in report.not_loaded else "absent"
         raise VariantMismatchError(

@@ -12,6 +12,7 @@ from screenspot_eval.cli.data_cmds import data_app
 from screenspot_eval.cli.handling import exits_cleanly
 from screenspot_eval.cli.model_cmds import tiny_model, verify_embedder
 from screenspot_eval.cli.parity_cmd import parity
+from screenspot_eval.cli.presets_cmd import presets
 from screenspot_eval.cli.run_cmds import report, run
 from screenspot_eval.cli.serve_cmd import serve
 from screenspot_eval.cli.sweep_cmd import sweep
@@ -19,8 +20,9 @@ from screenspot_eval.cli.sweep_cmd import sweep
 app = typer.Typer(
     name="screenspot-eval",
     help=(
-        "Evaluate Gemma 4 GUI grounding on ScreenSpot-Pro in vLLM, and compare the pre-norm, "
-        "post-norm and native multimodal embedders with paired statistics."
+        "Evaluate GUI grounding (Gemma 4, Qwen-VL and their derivatives) on ScreenSpot-Pro and "
+        "the sets in its layout in vLLM, and compare the pre-norm, post-norm and native Gemma 4 "
+        "embedders, or any engine factor, with paired statistics."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -35,6 +37,7 @@ app.command("serve", rich_help_panel="Serve")(exits_cleanly(serve))
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 app.command("tiny-model", rich_help_panel="Model")(exits_cleanly(tiny_model))
 app.command("verify-embedder", rich_help_panel="Model")(exits_cleanly(verify_embedder))
+app.command("presets", rich_help_panel="Model")(exits_cleanly(presets))
 
 
 def _print_version(value: bool) -> None:
@@ -52,7 +55,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Evaluate Gemma 4 GUI grounding on ScreenSpot-Pro in vLLM."""
+    """Evaluate GUI grounding in vLLM: Gemma 4, Qwen-VL and their derivatives."""
 
 
 def main() -> None:

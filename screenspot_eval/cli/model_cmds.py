@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from screenspot_eval.backends.vllm.twins import DEFAULT_TWIN, TWINS
 from screenspot_eval.cli import options as o
 from screenspot_eval.cli.handling import print_json
 from screenspot_eval.cli.options import Given, with_options
@@ -18,30 +19,29 @@ def tiny_model(
     family: Annotated[
         str,
         typer.Option(
-            help="Checkpoint family to twin: tiny (dense, 2 layers), e2b, e4b, 26b-a4b, 31b or "
-            "12b (encoder-free); each switches on its family's published features."
+            help=f"Checkpoint family to twin: {', '.join(TWINS)}. Each switches on its "
+            "family's published features."
         ),
-    ] = "tiny",
+    ] = DEFAULT_TWIN,
 ) -> None:
-    """Write a tiny random Gemma 4 checkpoint (1-4 MB) that HF and vLLM load, offline.
+    """Write a tiny random Gemma 4 or Qwen-VL checkpoint (1-4 MB) that HF and vLLM load, offline.
 
-    With --family, the twin of a published checkpoint family: its features (per-layer
-    embeddings, KV sharing, experts, bidirectional attention over images, the encoder-free
-    12B, ...) as in that family's config.json, every width tiny. The numbers it produces mean
-    nothing about Gemma 4: it exists to smoke-test an install and to run the real engine on
-    each family's code path in tests without a GPU.
+    With --family, the twin of a published checkpoint family: its features (Gemma 4's
+    per-layer embeddings, KV sharing, experts, bidirectional attention over images, the
+    encoder-free 12B; Qwen2.5-VL's windowed vision attention; Qwen3-VL's DeepStack, ...) as in
+    that family's config.json, every width tiny. The numbers it produces mean nothing about the
+    model: it exists to smoke-test an install and to run the real engine on each family's code
+    path in tests without a GPU.
 
     Example: screenspot-eval tiny-model models/tiny-gemma4
     """
-    from screenspot_eval.backends.vllm.families import FAMILIES
-    from screenspot_eval.backends.vllm.tiny import TinyGemma4Spec, build_tiny_gemma4
-
-    if family not in FAMILIES:
+    twin = TWINS.get(family)
+    if twin is None:
         raise typer.BadParameter(
-            f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}", param_hint="--family"
+            f"unknown family {family!r}; choose one of {', '.join(TWINS)}", param_hint="--family"
         )
-    path = build_tiny_gemma4(out_dir, TinyGemma4Spec(seed=seed), family)
-    typer.echo(f"tiny Gemma 4 checkpoint ({family}: {FAMILIES[family].summary}) written to {path}")
+    path = twin.build(out_dir, seed)
+    typer.echo(f"tiny {twin.model} checkpoint ({family}: {twin.summary}) written to {path}")
 
 
 @with_options(o.CONFIG_FILE, o.MODEL, o.ENGINE)
@@ -80,6 +80,10 @@ def verify_embedder(
             f"unknown variant(s) {bad}; use {', '.join(VARIANTS)}", param_hint="--norm"
         )
     base = given.resolve().engine
+    from screenspot_eval.adapters.registry import get_adapter
+
+    for variant in variants:  # a family without embedder variants is refused before any engine
+        get_adapter(str(base.adapter)).check_variant(variant)
     if print_config:
         print_json({"engine": base.model_dump(mode="json"), "llm_kwargs": llm_kwargs(base)})
         return

@@ -44,6 +44,20 @@ NormOpt = option(
     panel=MODEL,
 )
 RevisionOpt = option(str | None, "--revision", help="Model revision (hub).", panel=MODEL)
+AdapterOpt = option(
+    str | None,
+    "--adapter",
+    help="Model family: gemma4, qwen2-vl, qwen2.5-vl or qwen3-vl (default: read from the "
+    "checkpoint's architecture, or the served model's).",
+    panel=MODEL,
+)
+PresetOpt = option(
+    str | None,
+    "--preset",
+    help="A published grounding model's prompt, convention and image budget "
+    "(`screenspot-eval presets` lists them).",
+    panel=MODEL,
+)
 DtypeOpt = option(str | None, "--dtype", help="Model dtype.", panel=ENGINE)
 SeedOpt = option(int | None, "--seed", help="Engine seed.", panel=ENGINE)
 MaxModelLenOpt = option(int | None, "--max-model-len", help="Context length.", panel=ENGINE)
@@ -126,6 +140,13 @@ DataOpt = option(
 DataRevisionOpt = option(
     str | None, "--data-revision", help="Hub revision of the dataset.", panel=DATA
 )
+LayoutOpt = option(
+    str | None,
+    "--layout",
+    help="Dataset layout: screenspot-pro (default), screenspot-v2, osworld-g or "
+    "osworld-g-refined (screenspot_eval.data.layouts).",
+    panel=DATA,
+)
 StrictOpt = option(
     bool | None,
     "--strict/--lenient",
@@ -146,7 +167,7 @@ LanguageOpt = option(
 PromptOpt = option(
     str | None,
     "--prompt",
-    help="Prompt template: a built-in name (default gemma4-box2d) or a .toml path.",
+    help="Prompt template: a built-in name (default: the model family's own) or a .toml path.",
     panel=PROMPT,
 )
 ConventionOpt = option(
@@ -329,6 +350,8 @@ OUT = (Opt("out", OutDirOpt, ("out",), lambda v: str(v)),)
 MODEL = (
     Opt("model", ModelOpt, ("engine.model",)),
     Opt("revision", RevisionOpt, ("engine.revision",)),
+    Opt("adapter", AdapterOpt, ("engine.adapter",)),
+    Opt("preset", PresetOpt, ("engine.preset",)),
 )
 VARIANT = (Opt("norm", NormOpt, ("engine.norm",)),)
 ENGINE = (
@@ -350,6 +373,7 @@ ENGINE = (
 DATA_OPTIONS = (
     Opt("data", DataOpt, ("data.source",)),
     Opt("data_revision", DataRevisionOpt, ("data.revision",)),
+    Opt("layout", LayoutOpt, ("data.layout",)),
     Opt("strict", StrictOpt, ("data.strict",)),
     Opt("group", GroupOpt, ("data.selection.groups",), _as_tuple),
     Opt("application", ApplicationOpt, ("data.selection.applications",), _as_tuple),

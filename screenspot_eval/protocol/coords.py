@@ -13,23 +13,21 @@ Numbers are read in the convention's written order (``first, second``): ``y, x``
 
 from __future__ import annotations
 
-import math
 from enum import StrEnum
-
-GEMMA4_SOFT_TOKEN_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
 
 
 class CoordinateConvention(StrEnum):
     """How the numbers of an answer map to the original screenshot."""
 
     YX_1000 = "yx-1000"
-    """Gemini / Gemma 4 grid: y before x, both on 0-1000 of the image."""
+    """y before x, both on 0-1000 of the image (the Gemini detection grid)."""
     XY_1000 = "xy-1000"
     """x before y, both on 0-1000 of the image."""
     XY_1 = "xy-1"
     """x before y, fractions 0-1 of the image (the official ScreenSpot-Pro model adapters)."""
     XY_PIXELS_SENT = "xy-pixels-sent"
-    """x before y, pixels of the image as the model received it (after the processor resize)."""
+    """x before y, pixels of the image as the model received it (after the processor resize,
+    which the model's adapter computes: ``screenspot_eval.adapters``)."""
     XY_PIXELS_ORIGINAL = "xy-pixels-original"
     """x before y, pixels of the original screenshot."""
 
@@ -42,57 +40,6 @@ class CoordinateConvention(StrEnum):
     def needs_sent_size(self) -> bool:
         """True when converting needs the size of the image the model actually saw."""
         return self is CoordinateConvention.XY_PIXELS_SENT
-
-
-def gemma4_sent_size(
-    width: int,
-    height: int,
-    max_soft_tokens: int,
-    patch_size: int = 16,
-    pooling_kernel_size: int = 3,
-) -> tuple[int, int]:
-    """Return ``(width, height)`` of the image Gemma 4 sees for a ``width x height`` input.
-
-    Reproduces ``get_aspect_ratio_preserving_size`` of transformers' ``Gemma4ImageProcessor``
-    (5.x): the largest aspect-preserving size whose sides are multiples of
-    ``pooling_kernel_size * patch_size`` and whose patch count fits ``max_soft_tokens``
-    pooled tokens, with the same float arithmetic so sizes agree exactly. Pixel answers of
-    the ``xy-pixels-sent`` convention are relative to this size. Raises ``ValueError`` where
-    the processor raises (unsupported budget, degenerate size).
-    """
-    if max_soft_tokens not in GEMMA4_SOFT_TOKEN_BUDGETS:
-        raise ValueError(
-            f"max_soft_tokens must be one of {GEMMA4_SOFT_TOKEN_BUDGETS}, got {max_soft_tokens}"
-        )
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    max_patches = max_soft_tokens * pooling_kernel_size**2
-    total_px = height * width
-    target_px = max_patches * (patch_size**2)
-    factor = math.sqrt(target_px / total_px)
-    ideal_height = factor * height
-    ideal_width = factor * width
-    side_mult = pooling_kernel_size * patch_size
-
-    target_height = math.floor(ideal_height / side_mult) * side_mult
-    target_width = math.floor(ideal_width / side_mult) * side_mult
-    if target_height == 0 and target_width == 0:
-        raise ValueError(f"a {width}x{height} image would be resized to 0x0")
-
-    max_side_length = (max_patches // pooling_kernel_size**2) * side_mult
-    if target_height == 0:
-        target_height = side_mult
-        target_width = min(math.floor(width / height) * side_mult, max_side_length)
-    elif target_width == 0:
-        target_width = side_mult
-        target_height = min(math.floor(height / width) * side_mult, max_side_length)
-
-    if target_height * target_width > target_px:
-        raise ValueError(
-            f"resizing {width}x{height} to {target_width}x{target_height} exceeds "
-            f"{max_patches} patches of {patch_size}px"
-        )
-    return target_width, target_height
 
 
 def _axis_extents(

@@ -13,7 +13,7 @@ Rules (the parser never raises; every input yields a ``ParsedClick`` or a ``Pars
    off by the token limit) keeps only what precedes it. Coordinates inside thinking never count.
 2. Candidates are found anywhere in the remaining text (code fences and prose are ignored), in
    three tiers: named lists (``"box_2d": [...]``, ``"point_2d": [...]``, ``"bbox"``, ``"point"``,
-   ...), then named axes (``x=.., y=..``, ``{"x": .., "y": ..}``), then bare lists or tuples
+   ..., and Qwen2-VL's corner pair ``(x1,y1),(x2,y2)`` as one box), then named axes (``x=.., y=..``, ``{"x": .., "y": ..}``), then bare lists or tuples
    (``[a, b]``, ``[a, b, c, d]``, ``(a, b)``). Within a list, numbers are read in the
    convention's written order; named axes are read by name.
 3. The first complete candidate of the highest tier present wins (so a structured answer beats
@@ -123,6 +123,13 @@ _NAMED_AXES_RE = re.compile(
 _BARE_LIST_RE = re.compile(
     rf"[\[(](?P<body>\s*(?:{_NUMBER})(?:\s*,\s*(?:{_NUMBER}))+\s*,?\s*)[\])]", re.IGNORECASE
 )
+#: Two corners in parentheses, ``(x1,y1),(x2,y2)``: the box form of Qwen2-VL's grounding
+#: tokens (``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``), read as one box, not two points.
+_CORNER_PAIR_RE = re.compile(
+    rf"\((?P<a>\s*(?:{_NUMBER})\s*,\s*(?:{_NUMBER})\s*)\)\s*,\s*"
+    rf"\((?P<b>\s*(?:{_NUMBER})\s*,\s*(?:{_NUMBER})\s*)\)",
+    re.IGNORECASE,
+)
 _THINKING_TAGS = (("<|channel>", "<channel|>"), ("<think>", "</think>"))
 #: Punctuation that NFKC leaves alone but that an answer means as ASCII (rule 0).
 _PUNCTUATION = str.maketrans(
@@ -230,6 +237,10 @@ def _find_candidates(text: str, convention: CoordinateConvention) -> list[_Candi
         values = (axes["y"], axes["x"]) if convention.y_first else (axes["x"], axes["y"])
         found.append(_checked(m.span(), 1, AnswerFormat.NAMED_AXES, values, "x/y"))
     taken = [(c.start, c.end) for c in found]
+    for m in _CORNER_PAIR_RE.finditer(text):
+        if not any(start <= m.start() < end for start, end in taken):
+            found.append(_list_candidate(m.span(), 0, None, f"{m['a']},{m['b']}"))
+    taken = [(c.start, c.end) for c in found]
     for m in _BARE_LIST_RE.finditer(text):
         if not any(start <= m.start() < end for start, end in taken):
             found.append(_list_candidate(m.span(), 2, None, m["body"]))
@@ -272,7 +283,7 @@ def parse_click(
     """Read one click in original-image pixels from a raw answer; never raises.
 
     ``image_size`` is the original screenshot's ``(width, height)``; ``sent_size`` the size
-    the model received, needed only for ``xy-pixels-sent`` (see ``gemma4_sent_size``).
+    the model received, needed only for ``xy-pixels-sent`` (the model adapter's ``sent_size``).
     """
     try:
         return _parse_click(text, convention, image_size, sent_size, on_multiple)

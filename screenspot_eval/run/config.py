@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from screenspot_eval.backends.base import SamplingSettings
 from screenspot_eval.backends.engines import (
@@ -31,6 +31,7 @@ from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME, load_template
+from screenspot_eval.run.family import resolve_family, with_preset
 
 #: Engine settings that decide scheduling or placement, not what a sample's answer is.
 NON_OUTCOME_ENGINE_FIELDS: frozenset[str] = frozenset(
@@ -59,6 +60,17 @@ class DataSettings(BaseModel):
     strict: bool = True
     check_images: bool = True
     selection: Selection = Field(default_factory=Selection)
+    layout: str = "screenspot-pro"
+    """The dataset layout (:mod:`screenspot_eval.data.layouts`): an outcome setting, so a
+    resume in another layout is refused."""
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        """A declared layout's name; an unknown one is a one-line error listing them."""
+        from screenspot_eval.data.layouts import get_layout
+
+        return get_layout(value).name
 
 
 class PromptSettings(BaseModel):
@@ -268,14 +280,16 @@ def resolve_config(
     """The one precedence for every command: ``overrides`` (the command line; dotted keys,
     ``None`` = not given) > config ``file`` > the command's ``defaults`` > built-in defaults.
 
-    A data source given on the command line replaces the file's source with its revision.
+    A data source given on the command line replaces the file's source with its revision and
+    its layout.
     Without a model, a run against servers (``runtime.endpoints``, or ``servers`` for
     commands that name them otherwise) takes the model name from the servers."""
     from_file = read_config_file(file) if file is not None else {}
     given = dotted_tree(overrides)
-    if "source" in given.get("data", {}) and "revision" not in given["data"]:
-        from_file.get("data", {}).pop("revision", None)  # a revision belongs to its source
-    tree = merge(merge(dotted_tree(defaults), from_file), given)
+    for belongs in ("revision", "layout"):  # a revision and a layout belong to their source
+        if "source" in given.get("data", {}) and belongs not in given["data"]:
+            from_file.get("data", {}).pop(belongs, None)
+    tree = with_preset(merge(merge(dotted_tree(defaults), from_file), given))
     if "model" not in tree.get("engine", {}):
         endpoints = servers or tree.get("runtime", {}).get("endpoints")
         if not endpoints:
@@ -283,6 +297,7 @@ def resolve_config(
         api_key = tree.get("runtime", {}).get("api_key")
         set_dotted(tree, "engine.model", model_from_servers(endpoints, api_key))
     where = f" (config {file})" if file else ""
+    tree = resolve_family(tree, servers)
     try:
         config = RunConfig.model_validate(tree)
         if not config.against_servers:  # vLLM's arguments must be buildable before anything runs

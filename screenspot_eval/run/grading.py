@@ -12,7 +12,7 @@ from screenspot_eval.backends.base import Completion
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.parsing import FailureKind, ParsedClick, ParseFailure, parse_click
-from screenspot_eval.protocol.scoring import failed_score, score_click
+from screenspot_eval.protocol.scoring import Target, failed_score, score_target
 from screenspot_eval.store.records import PARSER_ERROR_PREFIX, PredictionRecord
 
 
@@ -33,7 +33,7 @@ def build_record(
         parsed = parse_click(
             completion.text or "", convention, sample.img_size, sent_size=sent_size
         )
-        score = score_click(parsed, sample.bbox)
+        score = score_target(parsed, Target.of(sample))
     else:
         score = failed_score()
     return PredictionRecord(
@@ -67,6 +67,10 @@ def build_record(
         completion_tokens=completion.completion_tokens,
         endpoint=completion.endpoint,
         image_soft_tokens=completion.image_soft_tokens,
+        layout=sample.layout,
+        target=sample.target,
+        polygon=sample.polygon,
+        categories=sample.categories,
     )
 
 
@@ -76,3 +80,25 @@ def _internal_error(parsed: ParsedClick | ParseFailure | None) -> str | None:
     if isinstance(parsed, ParseFailure) and parsed.kind is FailureKind.INTERNAL_ERROR:
         return f"{PARSER_ERROR_PREFIX}{parsed.detail}"
     return None
+
+
+#: Parsed clicks outside the image above this share (of at least ``MIN_PARSED`` clicks) mean
+#: the answers are in another coordinate convention than the one they were read in.
+OUT_OF_IMAGE_ALARM = 0.5
+MIN_PARSED = 5
+
+
+def convention_warning(records: list[PredictionRecord]) -> str | None:
+    """A warning when most parsed clicks fall outside the image: the model answers in another
+    convention than the template's (e.g. pixels read as 0-1000), which scores as a silent 0."""
+    parsed = [r for r in records if r.out_of_image is not None]
+    outside = sum(1 for r in parsed if r.out_of_image)
+    if len(parsed) < MIN_PARSED or outside <= OUT_OF_IMAGE_ALARM * len(parsed):
+        return None
+    convention = parsed[0].convention
+    return (
+        f"{outside} of {len(parsed)} parsed clicks fall outside the image: the answers are "
+        f"probably not in the {convention} convention they were read in. Check the prompt "
+        "and the model's own convention (screenspot-eval presets), then set --prompt, "
+        "--preset or --convention and rescore with --restart"
+    )

@@ -55,7 +55,7 @@ class ImagePlan:
     def uuid_for(self, sample: Sample, loaded: LoadedImage) -> str | None:
         if not self.uuids:
             return None
-        sha = self.hashes.get(image_relpath(sample.img_filename))
+        sha = self.hashes.get(image_relpath(sample.img_filename, sample.image_dir))
         return image_uuid(sha, self.budget, loaded.tag) if sha else None
 
     def to_record(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from screenspot_eval.data.errors import ImageLoadError
 from screenspot_eval.data.images import iter_images
 from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import Language, instruction_for
-from screenspot_eval.protocol.coords import CoordinateConvention, gemma4_sent_size
+from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import PromptTemplate, render_messages
 from screenspot_eval.run.grading import build_record
 from screenspot_eval.run.images import ImagePlan, LoadedImage, plan_images
@@ -28,7 +28,9 @@ class PipelineSpec:
     language: Language
     sampling: SamplingSettings
     variant: str
-    image_budget: int | None  # soft tokens per image, for the ``xy-pixels-sent`` convention
+    image_budget: int | None  # the budget knob's value, sent with each request
+    sent_size: Callable[[int, int], tuple[int, int]] | None = None
+    """The size the model sees for an image (the family's resize), for ``xy-pixels-sent``."""
 
 
 def make_request(
@@ -55,8 +57,8 @@ def make_request(
 
 def to_record(sample: Sample, completion: Completion, spec: PipelineSpec) -> PredictionRecord:
     sent_size = None
-    if spec.convention.needs_sent_size and spec.image_budget is not None:
-        sent_size = gemma4_sent_size(sample.width, sample.height, spec.image_budget)
+    if spec.convention.needs_sent_size and spec.sent_size is not None:
+        sent_size = spec.sent_size(sample.width, sample.height)
     return build_record(
         sample,
         instruction=instruction_for(sample, spec.language),

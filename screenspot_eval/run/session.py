@@ -18,11 +18,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from screenspot_eval.adapters.base import ImageBudget
 from screenspot_eval.backends.base import Backend, BackendError
 from screenspot_eval.backends.engines import EngineSettings, start_engine
 from screenspot_eval.backends.provenance import check_batch_invariance, check_same_engine
@@ -37,6 +39,9 @@ from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings, require_out, with_defaults
+from screenspot_eval.run.family import LEGACY_ADAPTER, check_engine_family, run_adapter
+from screenspot_eval.run.family import image_budget as family_budget
+from screenspot_eval.run.grading import convention_warning
 from screenspot_eval.run.guard import FailureGuard
 from screenspot_eval.run.images import plan_images
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
@@ -54,7 +59,6 @@ from screenspot_eval.store.manifest import (
 from screenspot_eval.store.records import PredictionRecord
 from screenspot_eval.store.run_dir import RepairReport, RunDir
 
-GEMMA4_DEFAULT_BUDGET = 280
 BackendFactory = Callable[[RunConfig], Backend]
 VLLM_LOG = "vllm.log"  # vLLM's own logs and its processes' output, beside the records
 
@@ -115,18 +119,9 @@ def _backend_note(config: RunConfig, out: Path) -> str:
 
 
 def image_budget(engine: EngineSettings) -> int:
-    """Soft tokens per image: the setting, else a local checkpoint's processor config, else 280."""
-    if engine.max_soft_tokens is not None:
-        return engine.max_soft_tokens
-    if isinstance(engine.mm_processor_kwargs.get("max_soft_tokens"), int):
-        return int(engine.mm_processor_kwargs["max_soft_tokens"])
-    processor = Path(engine.model) / "processor_config.json"
-    if processor.is_file():
-        data = json.loads(processor.read_text())
-        budget = data.get("image_processor", data).get("max_soft_tokens")
-        if isinstance(budget, int):
-            return budget
-    return GEMMA4_DEFAULT_BUDGET
+    """The image budget's value (Gemma 4: soft tokens; Qwen-VL: max_pixels), see
+    :func:`screenspot_eval.run.family.image_budget`."""
+    return family_budget(engine).value
 
 
 @contextmanager
@@ -169,7 +164,10 @@ def check_resumable(
     those asked for, prompt template included; and its dataset files are unchanged. Anything
     else is refused with every difference named."""
     asked = config.outcome_settings()
-    recorded = {**with_defaults(old.outcome_settings, asked), "prompt_hash": old.prompt_hash}
+    settings = {**old.outcome_settings}
+    if "adapter" not in settings.get("engine", {"adapter": None}):  # recorded before adapters
+        settings["engine"] = {**settings["engine"], "adapter": LEGACY_ADAPTER}
+    recorded = {**with_defaults(settings, asked), "prompt_hash": old.prompt_hash}
     differences = diff_settings(recorded, {**asked, "prompt_hash": template.content_hash})
     if differences:
         lines = "\n  ".join(differences)
@@ -203,6 +201,7 @@ def open_selection(config: RunConfig) -> tuple[LoadedDataset, list[Sample], list
         config.data.revision,
         strict=config.data.strict,
         check_images=config.data.check_images,
+        layout=config.data.layout,
     )
     selected, exclusions = select_samples(data.samples, config.data.selection)
     return data, selected, exclusions
@@ -219,10 +218,14 @@ class RunInputs:
     selected: list[Sample]
     exclusions: list[Exclusion]
     files: dict[str, str]
-    budget: int
+    budget: ImageBudget
 
     @classmethod
     def load(cls, config: RunConfig) -> RunInputs:
+        adapter = run_adapter(config.engine)
+        engine = config.engine.model_copy(update={"adapter": adapter.name})
+        config = config.model_copy(update={"engine": engine})
+        adapter.check_variant(engine.norm)
         data, selected, selection_exclusions = open_selection(config)
         return cls(
             config=config,
@@ -231,7 +234,7 @@ class RunInputs:
             selected=selected,
             exclusions=[*data.exclusions, *selection_exclusions],
             files=fingerprint_dataset(data.root, selected),
-            budget=image_budget(config.engine),
+            budget=family_budget(config.engine),
         )
 
     @property
@@ -250,7 +253,8 @@ class RunInputs:
             "prompt": template.to_record(),
             "prompt_hash": template.content_hash,
             "convention": self.convention,
-            "image_budget": self.budget,
+            "image_budget": self.budget.value,
+            "model_family": self.budget.to_record(),
             "structured_decoding": config.sampling.structured,
             "requested_variant": config.engine.norm,
             "dataset": _dataset_entry(self.data, self.files),
@@ -287,7 +291,7 @@ def execute_run(
             if restart:
                 run.reset()
             if old is not None:
-                check_resumable(old, config, inputs.template, inputs.files)
+                check_resumable(old, inputs.config, inputs.template, inputs.files)
             records, repair = run.read_records(repair=True)
             done = {r.id for r in records}
             todo = [s for s in inputs.selected if s.id not in done]
@@ -302,6 +306,9 @@ def execute_run(
                 inputs, run, manifest, session, todo, quiet, backend_factory, opened
             )
             records, exports = _finish_run(run, manifest, session, inputs.selected)
+            warning = convention_warning(records)
+            if warning:
+                say(False, f"warning: {warning}")  # shown even with --quiet
             run.release()  # before the result: a lock left here would be this process's
             if closing_interrupted:
                 raise RunAbortedError(
@@ -439,6 +446,7 @@ def _run_backend(
             report = backend.report
             manifest.engine_report = report.model_dump(mode="json")
             manifest.effective_variant = report.effective_variant
+            check_engine_family(str(config.engine.adapter), report.model_class)
             check_variant(config.engine.norm, report)
         except VariantMismatchError as exc:
             raise VariantMismatchError(
@@ -460,12 +468,13 @@ def _run_backend(
             language=config.data.selection.language,
             sampling=config.sampling,
             variant=report.effective_variant,
-            image_budget=budget,
+            image_budget=budget.value,
+            sent_size=partial(run_adapter(config.engine).sent_size, budget=budget),
         )
         images = plan_images(
             backend,
             todo,
-            budget=budget,
+            budget=budget.value,
             hashes=manifest.dataset.files,
             prepare=config.runtime.image_prep == "auto",
             uuids=config.runtime.image_uuids,

@@ -146,6 +146,9 @@ class Manifest(BaseModel):
     prompt_hash: str
     convention: CoordinateConvention
     image_budget: int
+    model_family: dict[str, Any] | None = _until_known()
+    """The adapter that read the answers and its image budget (knob, value, the processor
+    settings that decide the size the model sees); None in runs from before adapters (Gemma 4)."""
     structured_decoding: bool
     requested_variant: str
     effective_variant: str | None = _until_known()

@@ -12,11 +12,17 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from screenspot_eval.data.sample import DEFAULT_LAYOUT, TargetKind
 from screenspot_eval.protocol.coords import CoordinateConvention
-from screenspot_eval.protocol.scoring import Outcome
+from screenspot_eval.protocol.scoring import Outcome, Target, click_hits
 
-SCHEMA_VERSION = 2
-"""2 added ``image_soft_tokens``; version 1 records read as before (the field is None)."""
+SCHEMA_VERSION = 3
+"""2 added ``image_soft_tokens``; 3 added the dataset ``layout``, the ``target`` kind (box,
+polygon, refusal), the ``polygon`` outline and the ``categories``, with ``bbox``,
+``application``, ``platform`` and ``ui_type`` None where a layout has none (a refusal target
+has no box). Older records read as before: ScreenSpot-Pro boxes (layout ``screenspot-pro``,
+target ``box``, no polygon, no categories); version 1 records have ``image_soft_tokens``
+None."""
 
 #: How a ``failed`` record's ``error`` names a cause other than the request itself: the image
 #: could not be read, or our own parser failed (a bug, never a model miss).
@@ -43,13 +49,13 @@ class PredictionRecord(BaseModel):
     id: str
     img_filename: str
     img_size: tuple[int, int]
-    bbox: tuple[float, float, float, float]
+    bbox: tuple[float, float, float, float] | None
     instruction: str | None
     language: Literal["en", "cn"]
-    application: str
-    platform: str
+    application: str | None
+    platform: str | None
     group: str | None
-    ui_type: str
+    ui_type: str | None
     source_file: str
     prompt_hash: str
     convention: CoordinateConvention
@@ -71,6 +77,15 @@ class PredictionRecord(BaseModel):
     endpoint: str | None = None
     image_soft_tokens: int | None = None
     """Image placeholder tokens in the prompt the engine ran (None: unknown, or version 1)."""
+    layout: str = DEFAULT_LAYOUT
+    """The dataset layout (:mod:`screenspot_eval.data.layouts`) the sample was read in."""
+    target: TargetKind = "box"
+    """What the click was scored against: ``bbox``, ``polygon`` or nothing (``refusal``)."""
+    polygon: tuple[float, ...] | None = None
+    """A polygon target's flat ``(x1, y1, x2, y2, ...)`` outline in pixels (``bbox`` is its
+    bounding box); rescoring needs it, the bounding box is not the target."""
+    categories: tuple[str, ...] = ()
+    """The release's capability groups of the sample (OSWorld-G), for slices."""
 
     @property
     def finished(self) -> bool:
@@ -78,10 +93,24 @@ class PredictionRecord(BaseModel):
         return self.outcome is not Outcome.FAILED
 
 
+def rescore(record: PredictionRecord) -> Outcome:
+    """The record's outcome recomputed from its stored click (original pixels) and target,
+    without the dataset: ``wrong_format`` and ``failed`` have no click and stay as they are."""
+    if record.outcome in (Outcome.WRONG_FORMAT, Outcome.FAILED):
+        return record.outcome
+    if record.pred_x is None or record.pred_y is None:
+        raise ValueError(f"record {record.id}: outcome {record.outcome} without a click")
+    hit = click_hits(record.pred_x, record.pred_y, Target.of(record))
+    return Outcome.CORRECT if hit else Outcome.WRONG
+
+
 def records_frame(records: list[PredictionRecord]) -> pd.DataFrame:
     """Records as a DataFrame with the columns the metrics and reports read."""
     rows: list[dict[str, Any]] = [r.model_dump(mode="json") for r in records]
     columns = list(PredictionRecord.model_fields)
     df = pd.DataFrame(rows, columns=columns)
-    df["bbox"] = [tuple(b) for b in df["bbox"]] if len(df) else df["bbox"]
+    if len(df):
+        df["bbox"] = [tuple(b) if b is not None else None for b in df["bbox"]]
+        df["polygon"] = [tuple(p) if p is not None else None for p in df["polygon"]]
+        df["categories"] = [tuple(c) for c in df["categories"]]
     return df

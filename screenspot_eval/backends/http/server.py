@@ -128,15 +128,25 @@ def agreed_report(reports: dict[str, EmbedderReport]) -> EmbedderReport:
     return next(iter(reports.values()))
 
 
-def served_models(base_url: str, api_key: str | None = None, timeout: float = 30.0) -> list[str]:
-    """The model names ``GET /v1/models`` lists (what ``model`` in a request must be)."""
+def _models(base_url: str, api_key: str | None, timeout: float) -> list[dict]:
     response = _get(base_url, "/v1/models", api_key, timeout)
     if response.status_code != 200:
         raise BackendError(
             f"{server_root(base_url)}/v1/models answered HTTP {response.status_code}: "
             f"{response.text[:300]}"
         )
-    return [str(m["id"]) for m in response.json().get("data", [])]
+    return [m for m in response.json().get("data", []) if isinstance(m, dict)]
+
+
+def served_models(base_url: str, api_key: str | None = None, timeout: float = 30.0) -> list[str]:
+    """The model names ``GET /v1/models`` lists (what ``model`` in a request must be)."""
+    return [str(m["id"]) for m in _models(base_url, api_key, timeout)]
+
+
+def served_roots(base_url: str, api_key: str | None = None, timeout: float = 30.0) -> list[str]:
+    """What each served model was loaded from (vLLM's ``root``: the checkpoint path or hub id
+    whatever ``--served-model-name`` says), to read its architecture."""
+    return [str(m.get("root") or m["id"]) for m in _models(base_url, api_key, timeout)]
 
 
 def wait_until_healthy(base_url: str, timeout_s: float = 600.0, api_key: str | None = None) -> None:

@@ -233,6 +233,8 @@ class VllmEngine(Backend):
         before any sample of that size runs (see :mod:`screenspot_eval.backends.vllm.prepare`)."""
         from screenspot_eval.backends.vllm.prepare import ImagePreparer, image_processor, self_check
 
+        if not self.report.architecture_covered:
+            return None  # the preparation reproduces Gemma 4's processor only
         preparer = self._preparers.get(budget)
         if preparer is None:
             preparer = ImagePreparer(image_processor(self.llm, budget), budget)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from screenspot_eval.backends.variant import Variant
 
 HF_CONFIG_KEY = "screenspot_embedder_norm"
+GEMMA4_ADAPTER = "gemma4"  # the family whose processor-cache size this module computes
 IMAGE_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
 EngineCoreMode = Literal["auto", "process", "inline"]
 ENGINE_CORE_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
@@ -28,6 +29,10 @@ class EngineSettings(BaseModel):
 
     model: str
     norm: Variant = "native"
+    adapter: str | None = None
+    """The model family's adapter (``screenspot_eval.adapters``): named, from the preset, or
+    read from the checkpoint's architecture before the run starts; recorded with the run."""
+    preset: str | None = None  # a published model's prompt, convention and budget (adapters)
     revision: str | None = None
     tokenizer: str | None = None
     dtype: str = "auto"
@@ -173,7 +178,8 @@ def llm_kwargs(settings: EngineSettings) -> dict[str, Any]:
             f"engine argument(s) {clash} given twice (as a setting of their own and as extra)"
         )
     kwargs.update(extra)
-    kwargs.setdefault("mm_processor_cache_gb", default_processor_cache_gb(settings))
+    if settings.adapter in (None, GEMMA4_ADAPTER):  # sized from Gemma 4's patch geometry
+        kwargs.setdefault("mm_processor_cache_gb", default_processor_cache_gb(settings))
     if overrides:
         kwargs["hf_overrides"] = overrides
     return kwargs
