@@ -142,7 +142,7 @@ def test_the_manifest_records_the_provenance_and_records_their_soft_tokens(data_
     assert manifest["engine_provenance"]["dtype"] == "float32"
     records, _ = RunDir(out).read_records()
     assert {r.image_soft_tokens for r in records} == {63}
-    assert {r.schema_version for r in records} == {SCHEMA_VERSION} == {3}
+    assert {r.schema_version for r in records} == {SCHEMA_VERSION} == {4}
 
 
 def test_a_version_1_record_without_soft_tokens_still_reads():

@@ -97,7 +97,7 @@ def test_every_record_carries_the_soft_tokens_the_processor_gives(full_run):
     for record in records:
         sent_w, sent_h = gemma4_sent_size(*record["img_size"], 70)
         assert record["image_soft_tokens"] == (sent_w // 48) * (sent_h // 48), record["id"]
-        assert record["schema_version"] == 3
+        assert record["schema_version"] == 4
 
 
 def test_images_were_prepared_after_a_self_check_in_the_real_front_end(full_run):

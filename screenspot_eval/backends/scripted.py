@@ -38,7 +38,7 @@ class ScriptedBackend(Backend):
     """Answers each request with ``answer(request)``; records what it was asked.
 
     ``fail_ids`` get a failed completion (as after exhausted retries); after ``die_after``
-    requests the backend raises ``die_with`` (a :class:`BackendError` by default), as an engine
+    requests (over all its passes) the backend raises ``die_with`` (a :class:`BackendError` by default), as an engine
     or server that goes away does.
     """
 
@@ -80,7 +80,8 @@ class ScriptedBackend(Backend):
     def generate(
         self, requests: Iterable[GroundingRequest], sampling: SamplingSettings
     ) -> Iterator[Completion]:
-        for done, request in enumerate(requests):
+        for request in requests:
+            done = len(self.requested)  # over the backend's life: a protocol's steps are passes
             if self.die_after is not None and done >= self.die_after:
                 raise self.die_with(f"backend died (scripted): engine died after {done} requests")
             if self.check is not None:

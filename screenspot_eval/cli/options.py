@@ -177,6 +177,14 @@ ConventionOpt = option(
     "xy-pixels-sent, xy-pixels-original.",
     panel=PROMPT,
 )
+ProtocolOpt = option(
+    str | None,
+    "--protocol",
+    help="How many looks the model gets: one-shot (default), reground, iterative-focusing, "
+    "iterative-narrowing, or zoom:steps=N,ratio=R,min=PX (each step after the first sends a "
+    "crop around the previous click).",
+    panel=PROMPT,
+)
 TemperatureOpt = option(
     float | None, "--temperature", help="Sampling temperature (0 = greedy).", panel=PROMPT
 )
@@ -386,6 +394,7 @@ DATA_OPTIONS = (
 PROMPT_OPTIONS = (
     Opt("prompt", PromptOpt, ("prompt.template",)),
     Opt("convention", ConventionOpt, ("prompt.convention",)),
+    Opt("protocol", ProtocolOpt, ("prompt.protocol",)),
     Opt("temperature", TemperatureOpt, ("sampling.temperature",)),
     Opt("max_tokens", MaxTokensOpt, ("sampling.max_tokens",)),
     Opt("structured", StructuredOpt, ("sampling.structured",)),

@@ -151,11 +151,14 @@ def iter_images(
     workers: int = 2,
     prefetch: int = 4,
     load: Loader = decode_image,
+    share: bool = True,
 ) -> Iterator[tuple[Sample, Any]]:
     """Yield ``(sample, image_or_error)`` lazily, in the order of ``samples``.
 
     At most ``prefetch`` samples are decoded ahead of the consumer. Consecutive samples that
-    share a screenshot share one decode and the same image object: treat images as read-only.
+    share a screenshot share one decode and the same image object (unless ``share`` is off:
+    a loader whose result depends on more than the screenshot, such as a crop around each
+    sample's own click): treat images as read-only.
     Closing the iterator early cancels the queued decodes. ``load`` replaces the decode (it
     runs in the pool's threads and must return an :class:`ImageLoadError` rather than raise).
     """
@@ -167,7 +170,7 @@ def iter_images(
     previous: tuple[str, Future[Any]] | None = None
     try:
         for sample in samples:
-            if previous is not None and previous[0] == sample.img_filename:
+            if share and previous is not None and previous[0] == sample.img_filename:
                 future = previous[1]
             else:
                 future = pool.submit(load, sample, root, roots)

@@ -30,6 +30,7 @@ from screenspot_eval.report.metrics import (
 from screenspot_eval.report.official_json import write_official_json
 from screenspot_eval.store.manifest import Manifest
 from screenspot_eval.store.records import PredictionRecord, failed_cause, records_frame
+from screenspot_eval.store.steps import StepLog, StepRecord
 
 SAMPLES_CSV = "samples.csv"
 METRICS_CSV = "metrics.csv"
@@ -191,6 +192,8 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
         f"`{manifest.prompt_hash}`), convention `{manifest.convention.value}`, "
         f"structured decoding {'on' if manifest.structured_decoding else 'off'}",
         f"- Model family: {_budget_line(manifest)}",
+        f"- Protocol: `{manifest.config.get('prompt', {}).get('protocol', 'one-shot')}`; "
+        f"{cost_line(frame)}",
         f"- Data: `{manifest.dataset.source}` (content hash "
         f"`{manifest.dataset.content_hash}`), {manifest.counts.selected} "
         f"selected, {len(manifest.exclusions)} excluded (listed in manifest.json)",
@@ -204,6 +207,17 @@ def summary_markdown(frame: pd.DataFrame, manifest: Manifest) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def cost_line(frame: pd.DataFrame) -> str:
+    """Model calls and image tokens per sample (a multi-step protocol's cost)."""
+    if not len(frame):
+        return "no calls"
+    line = f"{frame['calls'].mean():.2f} calls per sample"
+    tokens = frame["image_soft_tokens"]
+    if tokens.notna().all():
+        line += f", {tokens.mean():.0f} image tokens per sample"
+    return line
 
 
 def _without_refusal_line(frame: pd.DataFrame, layout: Layout) -> list[str]:
@@ -251,6 +265,9 @@ def _leaderboard(frame: pd.DataFrame, layout: Layout) -> str:
     return category_markdown(frame, layout)
 
 
+STEPS_CSV = "steps.csv"
+
+
 def write_run_exports(
     out: Path, records: list[PredictionRecord], manifest: Manifest
 ) -> dict[str, Path]:
@@ -277,7 +294,27 @@ def write_run_exports(
     else:
         write_layout_json(frame, paths["official"], layout)
     paths["summary"].write_text(summary_markdown(frame, manifest), encoding="utf-8")
+    steps = StepLog(out).read()
+    if steps:
+        paths["steps"] = out / STEPS_CSV
+        write_csv(steps_table(steps), paths["steps"])
     return paths
+
+
+def steps_table(steps: list[StepRecord]) -> pd.DataFrame:
+    """``steps.csv``: one row per model call, sorted by sample and step; views and clicks
+    split into columns (original pixels; ``view_click_*`` in the crop's own pixels)."""
+    rows = []
+    for step in sorted(steps, key=lambda s: (s.id, s.step)):
+        row = step.model_dump(mode="json", exclude={"view", "click", "click_view"})
+        row.update(zip(("view_x0", "view_y0", "view_x1", "view_y1"), step.view, strict=True))
+        for name, point in (("click", step.click), ("view_click", step.click_view)):
+            row[f"{name}_x"], row[f"{name}_y"] = point if point else (None, None)
+        for name in ("image_size", "model_size"):
+            size = row[name]
+            row[name] = f"{size[0]}x{size[1]}" if size else None
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _numbers_cell(value: Any) -> str | None:

@@ -31,6 +31,7 @@ from screenspot_eval.data.select import Selection
 from screenspot_eval.errors import UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import DEFAULT_TEMPLATE_NAME, load_template
+from screenspot_eval.protocol.zoom import ONE_SHOT, parse_protocol
 from screenspot_eval.run.family import resolve_family, with_preset
 
 #: Engine settings that decide scheduling or placement, not what a sample's answer is.
@@ -74,12 +75,21 @@ class DataSettings(BaseModel):
 
 
 class PromptSettings(BaseModel):
-    """The prompt template and the convention its answers are read in."""
+    """The prompt template, the convention its answers are read in, and the protocol: how
+    many looks the model gets (:mod:`screenspot_eval.protocol.zoom`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     template: str = DEFAULT_TEMPLATE_NAME
     convention: CoordinateConvention | None = None  # None: the template's own
+    protocol: str = ONE_SHOT
+    """``one-shot``, ``reground``, ``iterative-focusing``, ``iterative-narrowing`` or
+    ``zoom:steps=N,ratio=R,min=PX``; recorded in its normal spelling."""
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        return parse_protocol(value).spec
 
 
 def default_image_workers() -> int:

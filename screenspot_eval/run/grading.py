@@ -13,6 +13,7 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.parsing import FailureKind, ParsedClick, ParseFailure, parse_click
 from screenspot_eval.protocol.scoring import Target, failed_score, score_target
+from screenspot_eval.protocol.zoom import Box, full_view, to_original, view_size
 from screenspot_eval.store.records import PARSER_ERROR_PREFIX, PredictionRecord
 
 
@@ -26,13 +27,17 @@ def build_record(
     prompt_hash: str,
     variant: str,
     sent_size: tuple[int, int] | None = None,
+    view: Box | None = None,
+    calls: int = 1,
 ) -> PredictionRecord:
-    """Parse and score one completion; a failed request becomes ``failed``, never a click."""
+    """Parse and score one completion; a failed request becomes ``failed``, never a click.
+
+    ``view``: the crop the answer was given in (a multi-step protocol's last step): the click
+    is read in the crop's pixels (``sent_size`` is the crop's) and mapped back through its
+    offset; ``completion`` then carries the costs summed over the sample's ``calls``."""
     parsed: ParsedClick | ParseFailure | None = None
     if completion.ok:
-        parsed = parse_click(
-            completion.text or "", convention, sample.img_size, sent_size=sent_size
-        )
+        parsed = read_click(completion.text, convention, sample.img_size, sent_size, view)
         score = score_target(parsed, Target.of(sample))
     else:
         score = failed_score()
@@ -71,7 +76,27 @@ def build_record(
         target=sample.target,
         polygon=sample.polygon,
         categories=sample.categories,
+        calls=calls,
+        view=None if view is None or view == full_view(*sample.img_size) else view,
     )
+
+
+def read_click(
+    text: str | None,
+    convention: CoordinateConvention,
+    image_size: tuple[int, int],
+    sent_size: tuple[int, int] | None,
+    view: Box | None,
+) -> ParsedClick | ParseFailure:
+    """The answer's click in original-image pixels: read in the ``view`` (a crop; None: the
+    whole image) and mapped back through the crop's offset."""
+    if view is None:
+        return parse_click(text or "", convention, image_size, sent_size=sent_size)
+    parsed = parse_click(text or "", convention, view_size(view), sent_size=sent_size)
+    if not isinstance(parsed, ParsedClick):
+        return parsed
+    x, y = to_original(view, parsed.x, parsed.y)
+    return parsed.model_copy(update={"x": x, "y": y})
 
 
 def _internal_error(parsed: ParsedClick | ParseFailure | None) -> str | None:

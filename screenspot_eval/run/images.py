@@ -125,3 +125,31 @@ def plan_images(
         return LoadedImage(sent, None, ORIGINAL, "rgb")
 
     return ImagePlan(load_decoded, "decoded", budget, known, uuids, stats, preparer, note)
+
+
+def crop_loader(
+    plan: ImagePlan, views: dict[str, tuple[int, int, int, int]], preparer: Any
+) -> Loader:
+    """The decode pool's loader for a crop step: each screenshot decoded, cut to its sample's
+    view (``Image.crop`` copies only the crop) and prepared by the same ``preparer`` as whole
+    images (sizes self-checked for this pass; None: sent as cut). Never a PNG re-encode here:
+    a backend that sends files gets the crop's pixels."""
+    stats = plan.stats
+
+    def load_crop(sample: Sample, root: Path, roots: tuple[Path, ...]) -> Any:
+        image, decode_took = _timed(decode_image, sample, root, roots)
+        if isinstance(image, ImageLoadError):
+            return image
+        view = views[sample.id]
+        crop, crop_took = _timed(image.crop, view)
+        tag = "crop-{}-{}-{}-{}".format(*view)
+        if preparer is None:
+            stats.loaded(decode_took, crop_took)
+            return LoadedImage(crop, None, ORIGINAL, f"{tag}-rgb")
+        (sent, path), prepare_took = _timed(preparer.prepare, crop)
+        stats.loaded(decode_took, (crop_took[0] + prepare_took[0], crop_took[1] + prepare_took[1]))
+        if path == PREPARED:
+            return LoadedImage(sent, None, PREPARED, f"{tag}-prepared-{sent.width}x{sent.height}")
+        return LoadedImage(sent, None, ORIGINAL, f"{tag}-rgb")
+
+    return load_crop

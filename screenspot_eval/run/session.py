@@ -37,14 +37,16 @@ from screenspot_eval.data.validate import LoadedDataset, open_dataset
 from screenspot_eval.errors import RunAborted, UserError
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import PromptTemplate, load_template
+from screenspot_eval.protocol.zoom import parse_protocol
 from screenspot_eval.report.run_exports import write_run_exports
 from screenspot_eval.run.config import RunConfig, diff_settings, require_out, with_defaults
 from screenspot_eval.run.family import LEGACY_ADAPTER, check_engine_family, run_adapter
 from screenspot_eval.run.family import image_budget as family_budget
 from screenspot_eval.run.grading import convention_warning
 from screenspot_eval.run.guard import FailureGuard
-from screenspot_eval.run.images import plan_images
+from screenspot_eval.run.images import ImagePlan, plan_images
 from screenspot_eval.run.pipeline import PipelineSpec, evaluate_samples
+from screenspot_eval.run.steps import evaluate_protocol
 from screenspot_eval.store.manifest import (
     MANIFEST_VERSION,
     Counts,
@@ -58,6 +60,7 @@ from screenspot_eval.store.manifest import (
 )
 from screenspot_eval.store.records import PredictionRecord
 from screenspot_eval.store.run_dir import RepairReport, RunDir
+from screenspot_eval.store.steps import StepLog, finished_steps
 
 BackendFactory = Callable[[RunConfig], Backend]
 VLLM_LOG = "vllm.log"  # vLLM's own logs and its processes' output, beside the records
@@ -495,16 +498,7 @@ def _run_backend(
             bar.set_postfix(acc=f"{correct / done:.1%}", refresh=False)
             guard.check(record)  # after the append: the record that trips it is kept
 
-        evaluate_samples(
-            todo,
-            inputs.data.root,
-            backend,
-            spec,
-            on_record=on_record,
-            image_workers=config.runtime.image_workers,
-            prefetch=config.runtime.prefetch,
-            images=images,
-        )
+        _evaluate(inputs, run, todo, backend, spec, images, on_record)
         guard.finish(earlier_ok=session.resumed_from)
         seconds = time.perf_counter() - eval_start
         session.images = images.to_record()
@@ -533,6 +527,43 @@ def _run_backend(
         finally:
             closing_interrupted = opened.close()
     return closing_interrupted
+
+
+def _evaluate(
+    inputs: RunInputs,
+    run: RunDir,
+    todo: list[Sample],
+    backend: Backend,
+    spec: PipelineSpec,
+    images: ImagePlan,
+    on_record: Callable[[PredictionRecord], None],
+) -> None:
+    """One pass for a one-shot run; one pass per step for a multi-step protocol, resumed from
+    the folder's step records (``steps.jsonl``)."""
+    runtime = inputs.config.runtime
+    workers = {"image_workers": runtime.image_workers, "prefetch": runtime.prefetch}
+    protocol = parse_protocol(inputs.config.prompt.protocol)
+    if not protocol.multi_step:
+        evaluate_samples(
+            todo, inputs.data.root, backend, spec, on_record=on_record, images=images, **workers
+        )
+        return
+    log = StepLog(run.path)
+    try:
+        evaluate_protocol(
+            todo,
+            inputs.data.root,
+            backend,
+            spec,
+            protocol,
+            chains=finished_steps(log.read()),
+            on_step=log.append,
+            on_record=on_record,
+            images=images,
+            **workers,
+        )
+    finally:
+        log.close()
 
 
 def _log_note(out: Path) -> str:

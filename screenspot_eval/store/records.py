@@ -16,8 +16,11 @@ from screenspot_eval.data.sample import DEFAULT_LAYOUT, TargetKind
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.scoring import Outcome, Target, click_hits
 
-SCHEMA_VERSION = 3
-"""2 added ``image_soft_tokens``; 3 added the dataset ``layout``, the ``target`` kind (box,
+SCHEMA_VERSION = 4
+"""4 added ``calls`` (model calls made for the sample: the steps of a multi-step protocol)
+and ``view`` (the crop the final click was answered in, original pixels; None: the whole
+image), with ``prompt_tokens``, ``completion_tokens``, ``image_soft_tokens`` and
+``latency_s`` summed over the calls (for one call, as before). 2 added ``image_soft_tokens``; 3 added the dataset ``layout``, the ``target`` kind (box,
 polygon, refusal), the ``polygon`` outline and the ``categories``, with ``bbox``,
 ``application``, ``platform`` and ``ui_type`` None where a layout has none (a refusal target
 has no box). Older records read as before: ScreenSpot-Pro boxes (layout ``screenspot-pro``,
@@ -86,6 +89,10 @@ class PredictionRecord(BaseModel):
     bounding box); rescoring needs it, the bounding box is not the target."""
     categories: tuple[str, ...] = ()
     """The release's capability groups of the sample (OSWorld-G), for slices."""
+    calls: int = 1
+    """Model calls made for this sample (a multi-step protocol's steps; ``steps.jsonl``)."""
+    view: tuple[int, int, int, int] | None = None
+    """The crop the final answer was given in, original pixels (None: the whole image)."""
 
     @property
     def finished(self) -> bool:
