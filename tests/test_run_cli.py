@@ -95,7 +95,11 @@ def test_minimal_options_give_defaults(runner):
     config = shown["config"]
     assert config["engine"]["norm"] == "native"
     assert config["data"]["source"] == "likaixin/ScreenSpot-Pro"
-    assert config["prompt"] == {"template": "gemma4-box2d", "convention": None}
+    assert config["prompt"] == {
+        "template": "gemma4-box2d",
+        "convention": None,
+        "protocol": "one-shot",
+    }
     assert config["out"] is None
 
 
@@ -201,7 +205,11 @@ def test_config_file_with_cli_overrides_cli_wins(runner, tmp_path):
             "language": "cn",  # file
         },
     }
-    assert config["prompt"] == {"template": "point-xy-1000", "convention": None}
+    assert config["prompt"] == {
+        "template": "point-xy-1000",
+        "convention": None,
+        "protocol": "one-shot",
+    }
     assert config["sampling"] == {
         "temperature": 0.5,
         "top_p": 1.0,

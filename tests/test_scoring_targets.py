@@ -184,7 +184,7 @@ def test_records_carry_what_rescoring_needs() -> None:
                          ("refusal", "[5, 5]"), ("box", "[20, 20]")):  # fmt: skip
         record = record_for(sample(kind), answer)
         again = PredictionRecord.model_validate_json(record.model_dump_json())
-        assert again == record and again.schema_version == SCHEMA_VERSION == 3
+        assert again == record and again.schema_version == SCHEMA_VERSION == 4
         assert rescore(again) is record.outcome
         assert again.layout == "osworld-g" and again.target == kind
     polygon_record = record_for(sample("polygon"), "[20, 20]")

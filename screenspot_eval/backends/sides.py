@@ -30,6 +30,7 @@ from screenspot_eval.backends.overrides import (
 from screenspot_eval.backends.variant import Variant
 from screenspot_eval.backends.vllm.engine_args import EngineSettings, llm_kwargs
 from screenspot_eval.errors import UserError
+from screenspot_eval.protocol.zoom import parse_protocol
 
 #: Two probes whose top-k first-token logprobs differ by less compute the same thing (the
 #: embedder switch's self-check and a factor's no-effect refusal use the one threshold).
@@ -83,6 +84,9 @@ PROVENANCE_OF: dict[str, tuple[str, ...]] = {
         "transformers_version",
     ),
 }
+#: Side settings that the harness applies, not the engine (key -> the run setting they set):
+#: the same engine serves both sides, and the recorded steps show what each side did.
+HARNESS_SETTINGS: dict[str, str] = {"protocol": "prompt.protocol"}
 #: Manifest entries (beside the settings) a declared factor may change.
 RECORDED_OF: dict[str, tuple[str, ...]] = {
     "max_soft_tokens": ("image_budget",),
@@ -137,7 +141,8 @@ def engine_setting_paths(settings: Mapping[str, Any]) -> dict[str, Any]:
 def apply_settings(engine: EngineSettings, settings: Mapping[str, Any]) -> EngineSettings:
     """``engine`` with a side's settings laid over it (validated as the engine settings are)."""
     data = {"engine": engine.model_dump()}
-    for path, value in engine_setting_paths(settings).items():
+    engine_part = {k: v for k, v in settings.items() if k not in HARNESS_SETTINGS}
+    for path, value in engine_setting_paths(engine_part).items():
         set_dotted(data, path, value)
     try:
         engine = EngineSettings.model_validate(data["engine"])
@@ -147,14 +152,43 @@ def apply_settings(engine: EngineSettings, settings: Mapping[str, Any]) -> Engin
     return engine
 
 
-def factor_of(a: SideSettings, b: SideSettings, base: EngineSettings) -> dict[str, Any]:
+def engine_settings_of(side: SideSettings) -> dict[str, Any]:
+    """The side's settings the engine applies (its harness settings left out)."""
+    return {k: v for k, v in side.settings.items() if k not in HARNESS_SETTINGS}
+
+
+def harness_value(key: str, value: Any) -> Any:
+    """A harness setting in its normal spelling (``zoom`` is ``zoom:steps=2,...``)."""
+    if key == "protocol" and value is not None:
+        return parse_protocol(str(value)).spec
+    return value
+
+
+def harness_settings_of(side: SideSettings) -> dict[str, Any]:
+    """The side's settings the harness applies (:data:`HARNESS_SETTINGS`)."""
+    return {k: v for k, v in side.settings.items() if k in HARNESS_SETTINGS}
+
+
+def factor_of(
+    a: SideSettings,
+    b: SideSettings,
+    base: EngineSettings,
+    harness: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The settings that differ between the two sides (key -> (A's value, B's value)), as each
-    side resolves against ``base``; ``embedder`` when the variants differ."""
+    side resolves against ``base`` (``harness``: the shared values of the harness settings,
+    each side's given in its normal spelling); ``embedder`` when the variants differ."""
     factor: dict[str, Any] = {}
     if a.variant != b.variant:
         factor[EMBEDDER] = (a.variant, b.variant)
     for key in sorted(set(a.settings) | set(b.settings)):
-        left, right = setting_value(base, a.settings, key), setting_value(base, b.settings, key)
+        if key in HARNESS_SETTINGS:
+            shared = (harness or {}).get(key)
+            left = harness_value(key, a.settings.get(key, shared))
+            right = harness_value(key, b.settings.get(key, shared))
+        else:
+            left = setting_value(base, a.settings, key)
+            right = setting_value(base, b.settings, key)
         if left != right:
             factor[key] = (left, right)
     return factor
@@ -184,6 +218,8 @@ def allowed_paths(factor: Iterable[str]) -> tuple[str, ...]:
             continue
         if key.startswith(PROVENANCE_KEY):  # a field the engines resolved from the factor
             paths.append(key)
+        elif key in HARNESS_SETTINGS:
+            paths.append(f"settings.{HARNESS_SETTINGS[key]}")
         elif is_config_override(key):
             paths.append(f"settings.engine.extra.hf_overrides.{config_key(key)}")
         elif key in EngineSettings.model_fields:

@@ -60,10 +60,15 @@ def _size(value: Any) -> tuple[float, float] | None:
 
 
 def click_notes(row: Mapping[str, Any]) -> list[str]:
-    """Caption notes: a side without a click, or a click outside the screenshot."""
+    """Caption notes: a side without a click, a click outside the screenshot, the crop a
+    zoom protocol's final answer was given in."""
     size = _size(row.get("img_size"))
     notes = []
     for side in ("a", "b"):
+        view = _coords(row.get(f"view_{side}"))
+        if view is not None and len(view) == 4:
+            shown = ", ".join(f"{v:g}" for v in view)
+            notes.append(f"{side.upper()} answered in the crop ({shown}), framed in its colour")
         x, y = _number(row.get(f"pred_x_{side}")), _number(row.get(f"pred_y_{side}"))
         if x is None or y is None:
             notes.append(f"{side.upper()} gave no click ({row.get(f'outcome_{side}')})")
@@ -102,6 +107,13 @@ def _draw(image: Image.Image, row: Mapping[str, Any], original: tuple[float, flo
         rect = (x1 * sx, y1 * sy, max(x2 * sx, x1 * sx + 1), max(y2 * sy, y1 * sy + 1))
         draw.rectangle(rect, outline=(255, 255, 255), width=5)
         draw.rectangle(rect, outline=BOX_COLOUR, width=3)
+    for side in ("a", "b"):
+        view = _coords(row.get(f"view_{side}"))
+        if view is not None and len(view) == 4:  # the crop a zoom protocol's answer came from
+            x0, y0, x1, y1 = view
+            draw.rectangle(
+                (x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1), outline=CLICK_COLOURS[side], width=2
+            )
     for side in ("a", "b"):
         x, y = _number(row.get(f"pred_x_{side}")), _number(row.get(f"pred_y_{side}"))
         if x is None or y is None:

@@ -39,6 +39,7 @@ SIDE_FIELDS: tuple[str, ...] = (
     "distance_px",
     "raw_response",
     "error",
+    "view",
 )
 #: Fields that define what was scored: if they differ between the runs, the pair is suspect.
 CHECKED_FIELDS: tuple[str, ...] = ("img_filename", "bbox", "img_size", "instruction")

@@ -9,7 +9,7 @@ every difference is written into the report.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,16 @@ from screenspot_eval.backends.engines import EngineRotation
 from screenspot_eval.backends.provenance import provenance_differences
 from screenspot_eval.backends.sides import (
     EMBEDDER,
+    HARNESS_SETTINGS,
     PROVENANCE_KEY,
     SideSettings,
     allowed_paths,
     apply_settings,
     describe_factor,
+    engine_settings_of,
     explained,
     factor_of,
+    harness_settings_of,
 )
 from screenspot_eval.backends.variant import SWITCHABLE, VARIANTS, Variant
 from screenspot_eval.errors import BackendFailure, UserError
@@ -35,7 +38,14 @@ from screenspot_eval.report.repeats import (
     repeats_markdown,
     write_repeats_comparison,
 )
-from screenspot_eval.run.config import RunConfig, describe_config, diff_settings, require_out
+from screenspot_eval.report.run_exports import cost_line
+from screenspot_eval.run.config import (
+    PromptSettings,
+    RunConfig,
+    describe_config,
+    diff_settings,
+    require_out,
+)
 from screenspot_eval.run.factor import run_factor_sides
 from screenspot_eval.run.repeats import (
     Pass,
@@ -224,6 +234,8 @@ def compare_runs(
     label_b = side_label(str(var_b), shown, 1)
     if label_a == label_b:
         label_a, label_b = f"A ({run_a.name})", f"B ({run_b.name})"
+    costs = f"cost: A {cost_line(frame_a)}; B {cost_line(frame_b)}"
+    notes.append(costs)
     paired = pair_records(frame_a, frame_b, shared_only=shared_only)
     comparison = compare_slices(paired.frame, seed=seed, n_resamples=n_resamples)
     root = manifest_b.dataset.root
@@ -269,6 +281,7 @@ def compare_runs(
         terminal = f"{terminal}\n\n{headline}\n{overall.noise_line()}"
     elif control or factor_line:
         terminal = f"{headline}\n{terminal}"
+    terminal = f"{terminal}\n{costs}"
     return ComparisonResult(out=out, headline=headline, terminal=terminal, files=files, notes=notes)
 
 
@@ -280,8 +293,16 @@ def side_config(
     runtime = config.runtime
     if endpoint is not None:
         runtime = runtime.model_copy(update={"endpoints": (endpoint,)})
-    engine = apply_settings(config.engine.model_copy(update={"norm": side.variant}), side.settings)
-    return config.model_copy(update={"engine": engine, "runtime": runtime, "out": str(out)})
+    engine = config.engine.model_copy(update={"norm": side.variant})
+    engine = apply_settings(engine, engine_settings_of(side))
+    harness = harness_settings_of(side)
+    prompt = config.prompt
+    if "protocol" in harness:
+        prompt = PromptSettings.model_validate(
+            {**prompt.model_dump(), "protocol": str(harness["protocol"])}
+        )
+    update = {"engine": engine, "runtime": runtime, "prompt": prompt, "out": str(out)}
+    return config.model_copy(update=update)
 
 
 def describe_sides(config: RunConfig, a: SideSettings, b: SideSettings) -> dict[str, Any]:
@@ -325,7 +346,7 @@ def run_ab(
     (:mod:`screenspot_eval.run.factor`). Identical sides are an A/A control: at temperature > 0
     side B draws its own sampling seeds, so the control shows sampling noise rather than one
     draw twice."""
-    factor = factor_of(a, b, config.engine)
+    factor = factor_of(a, b, config.engine, {"protocol": config.prompt.protocol})
     control = not factor and not how.factor
     dir_a, dir_b = out / f"a-{a.variant}", out / f"b-{b.variant}"
     passes_a = side_passes(side_config(config, a, dir_a, how.endpoint_a), dir_a, how.repeats)
@@ -336,7 +357,10 @@ def run_ab(
     kwargs = how.pass_settings()
     notes: list[str] = [f"A/A control: {a.describe()} on both sides"] if control else []
     in_process = not how.endpoint_a and not how.endpoint_b and not config.against_servers
-    if (a.settings or b.settings) and not in_process:
+    harness = set(factor) & set(HARNESS_SETTINGS)
+    if harness:
+        return _harness_sides(passes_a, passes_b, (a, b), factor, in_process, out, how)
+    if (engine_settings_of(a) or engine_settings_of(b)) and not in_process:
         raise UserError(
             "--a-set / --b-set set the in-process engine; a server's settings are set where it "
             "is served (`screenspot-eval serve --engine-arg ...`): compare two servers with "
@@ -377,6 +401,43 @@ def run_ab(
     if in_process:
         notes.append("two engines: the model was loaded once per variant")
     return results_a, results_b, notes
+
+
+def _harness_sides(
+    passes_a: list[Pass],
+    passes_b: list[Pass],
+    sides: tuple[SideSettings, SideSettings],
+    factor: dict[str, Any],
+    in_process: bool,
+    out: Path,
+    how: SideRuns,
+) -> tuple[list[RunResult], list[RunResult], list[str]]:
+    """Sides that differ in a harness setting (the protocol) only: one engine (or the same
+    servers) for both, each side's manifest recording the factor it ran."""
+    a, b = sides
+    others = sorted(set(factor) - set(HARNESS_SETTINGS))
+    if others or how.factor:
+        raise UserError(
+            f"the sides differ in {describe_factor(factor)}: an A/B of the protocol has no "
+            "second factor; give both sides the same variant and engine settings"
+        )
+    if how.engines == "two":
+        raise UserError("a protocol A/B runs both sides on one engine; drop --engines two")
+    shown = {key: list(values) for key, values in factor.items()}
+    line = f"factor {describe_factor(factor)}: one engine, the harness differs"
+    how.log(line)
+
+    def marked(passes: list[Pass], name: str, side: SideSettings) -> list[Pass]:
+        record = {"name": name, "variant": side.variant, "settings": side.settings}
+        return [replace(p, side={**record, "factor": shown}) for p in passes]
+
+    passes_a, passes_b = marked(passes_a, "A", a), marked(passes_b, "B", b)
+    kwargs = how.pass_settings()
+    if not in_process:
+        return run_side(passes_a, out, **kwargs), run_side(passes_b, out, **kwargs), [line]
+    shared = _one_engine(passes_a, passes_b, a.variant, b.variant, kwargs, how.log, out)
+    assert shared is not None  # the same variant on both sides: no switch to self-check
+    return shared[0], shared[1], [line, shared[2]]
 
 
 def _server_factor(config_a: RunConfig, config_b: RunConfig, factor: tuple[str, ...]) -> str:
