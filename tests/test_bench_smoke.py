@@ -85,6 +85,10 @@ EXPECTED: dict[str, tuple[str, list[str]]] = {
         "gpu_projection",
         ["measured_here.per_resolution.mean_over_mix", "measured_here.vllm_frontend", "projection"],
     ),
+    "bench/zoom_protocol.py --repeats 2": (
+        "zoom_protocol",
+        ["headline.reground_over_one_shot", "headline.reground_calls_per_sample"],
+    ),
     "bench/soak.py": ("soak", ["recorded_once", "records_lost", "outcome_mismatches"]),
 }
 #: Scripts that start no vLLM engine, and those that start a server.

@@ -283,7 +283,7 @@ def test_the_readme_dtype_ab_is_proven_inside_both_engines_and_named_in_the_head
     found = [
         (args, proc)
         for _, args, proc in readme_run["results"]
-        if args[0] == "compare" and "--b-set" in args
+        if args[0] == "compare" and any(a.startswith("dtype=") for a in args)
     ]
     assert found, "docs/comparing.md shows an engine-side factor A/B"
     args, proc = found[0]
@@ -297,3 +297,23 @@ def test_the_readme_dtype_ab_is_proven_inside_both_engines_and_named_in_the_head
         assert manifest["engine_provenance"]["parameter_dtypes"] == [dtype]
         assert manifest["side"]["factor"] == {"dtype": ["float32", "bfloat16"]}
         assert manifest["counts"]["recorded"] == manifest["counts"]["selected"] > 0
+
+
+def test_the_manuals_protocol_ab_names_the_factor_and_each_sides_calls(readme_run):
+    found = [
+        (args, proc)
+        for _, args, proc in readme_run["results"]
+        if args[0] == "compare" and "protocol=reground" in args
+    ]
+    assert found, "docs/protocols.md shows the protocol as an A/B factor"
+    args, proc = found[0]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'factor protocol "one-shot" -> "reground": ' in proc.stdout
+    [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost: ")]
+    assert "A 1.00 calls per sample" in cost
+    b_calls = float(cost.split("; B ")[1].split(" calls")[0])
+    assert 1.0 < b_calls <= 2.0  # a first answer without a click ends its sample at one call
+    out = Path(args[args.index("--out") + 1])
+    steps = (out / "b-pre" / "steps.jsonl").read_text().splitlines()
+    assert len(steps) == round(b_calls * 6)
+    assert not (out / "a-pre" / "steps.jsonl").exists()

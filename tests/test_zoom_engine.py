@@ -2,8 +2,8 @@
 
 A ``run --protocol reground`` is stopped with Ctrl-C in step 2 and resumed: no step 1 runs
 again, and every sample's recorded crop and final click equal ReGround's geometry, written out
-again here, applied to its recorded first click. Then ``compare`` A/Bs the protocol on one
-engine, the factor named in the headline and the calls per sample on each side.
+again here, applied to its recorded first click. (The protocol as a ``compare`` factor runs
+as docs/protocols.md shows it, in tests/test_readme_commands.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import DECODING_ARGS, ENGINE_ARGS, popen_cli, run_args, run_cli
+from cli_helpers import popen_cli, run_args, run_cli
 
 pytestmark = pytest.mark.engine
 
@@ -120,38 +120,3 @@ def test_every_crop_and_final_click_is_regrounds_geometry(reground_run, large_sc
     assert checked >= N // 2, "too few samples reached step 2 to check the geometry"
     assert "calls per sample" in (out / "summary.md").read_text()
     assert (out / "steps.csv").is_file()
-
-
-def test_compare_ab_of_the_protocol_names_it_and_reports_the_calls(
-    tiny_model_dir, large_screens, tmp_path
-):
-    out = tmp_path / "protocol-ab"
-    proc = run_cli(
-        [
-            "compare",
-            "--model",
-            str(tiny_model_dir),
-            "--a-set",
-            "protocol=one-shot",
-            "--b-set",
-            "protocol=reground",
-            "--data",
-            str(large_screens),
-            "--out",
-            str(out),
-            "--limit",
-            "12",
-            *ENGINE_ARGS,
-            *DECODING_ARGS,
-        ]
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    headline = next(line for line in proc.stdout.splitlines() if line.startswith("factor"))
-    assert 'protocol "one-shot" -> "reground"' in headline
-    cost = next(line for line in proc.stdout.splitlines() if line.startswith("cost:"))
-    assert "A 1.00 calls per sample" in cost and "B " in cost
-    b_calls = float(cost.split("B ")[1].split(" calls")[0])
-    assert 1.0 < b_calls <= 2.0
-    assert "one engine" in (out / "comparison.md").read_text()
-    assert not (out / "a-pre" / "steps.jsonl").exists()
-    assert (out / "b-pre" / "steps.jsonl").is_file()
