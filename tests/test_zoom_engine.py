@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -58,10 +59,18 @@ def reground_view(x: float, y: float, width: int, height: int) -> tuple[int, ...
     return (x0, y0, x1, y1)
 
 
-def yx1000_point(raw: str) -> tuple[float, float]:
-    """The centre of the first ``box_2d`` of a structured answer, as (x, y) in 0-1000."""
-    box = json.loads(raw)[0]["box_2d"]
-    return ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+NUMBER = r"(-?\d+(?:\.\d+)?)"
+BOX_2D = re.compile(r"box_2d\D*?" + r"\D+?".join([NUMBER] * 4) + r"[^\d.]")
+
+
+def yx1000_point(raw: str) -> tuple[float, float] | None:
+    """The centre of the first ``box_2d`` of a structured answer, as (x, y) in 0-1000 (None:
+    the answer was cut before its fourth number ended)."""
+    found = BOX_2D.search(raw)
+    if found is None:
+        return None
+    y1, x1, y2, x2 = (float(n) for n in found.groups())
+    return ((x1 + x2) / 2, (y1 + y2) / 2)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +120,10 @@ def test_every_crop_and_final_click_is_regrounds_geometry(reground_run, large_sc
         if second["click"] is None:
             assert record["outcome"] == "wrong_format"
             continue
-        px, py = yx1000_point(second["raw_response"])
+        point = yx1000_point(second["raw_response"])
+        if point is None:
+            continue
+        px, py = point
         x = view[0] + px / 1000 * (view[2] - view[0])
         y = view[1] + py / 1000 * (view[3] - view[1])
         assert (record["pred_x"], record["pred_y"]) == pytest.approx((x, y))
