@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import popen_cli, run_args, run_cli
+from zoom_reference import reground_view
 
 pytestmark = pytest.mark.engine
 
@@ -44,19 +45,6 @@ def wait_for_lines(proc, path: Path, n: int) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the run ended before step 2 could be interrupted")
-
-
-def reground_view(x: float, y: float, width: int, height: int) -> tuple[int, ...]:
-    def span(c: float, limit: int) -> tuple[int, int]:
-        lo, hi = max(0.0, c - 512), min(limit, c + 512)
-        if lo == 0:
-            hi = min(limit, 1024)
-        if hi == limit:
-            lo = max(0, limit - 1024)
-        return round(lo), round(hi)
-
-    (x0, x1), (y0, y1) = span(x, width), span(y, height)
-    return (x0, y0, x1, y1)
 
 
 NUMBER = r"(-?\d+(?:\.\d+)?)"

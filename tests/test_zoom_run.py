@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zoom_reference import reground_view
 
 from screenspot_eval.backends.base import GroundingRequest
 from screenspot_eval.backends.scripted import ScriptedBackend
@@ -81,21 +82,6 @@ def run(config, out: Path, backend: ScriptedBackend):
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def reground_view(x: float, y: float, width: int, height: int) -> tuple[int, ...]:
-    """ReGround's crop, written out again: 1024 px centred, shifted inside, PIL-rounded."""
-
-    def span(c: float, limit: int) -> tuple[int, int]:
-        lo, hi = max(0.0, c - 512), min(limit, c + 512)
-        if lo == 0:
-            hi = min(limit, 1024)
-        if hi == limit:
-            lo = max(0, limit - 1024)
-        return round(lo), round(hi)
-
-    (x0, x1), (y0, y1) = span(x, width), span(y, height)
-    return (x0, y0, x1, y1)
 
 
 def test_reground_records_every_step_and_maps_the_final_click_back(tmp_path, data_root):

@@ -14,6 +14,7 @@ from screenspot_eval.data.sample import Sample
 from screenspot_eval.data.select import Language, instruction_for
 from screenspot_eval.protocol.coords import CoordinateConvention
 from screenspot_eval.protocol.prompts import PromptTemplate, render_messages
+from screenspot_eval.protocol.zoom import Box, view_size
 from screenspot_eval.run.grading import build_record
 from screenspot_eval.run.images import ImagePlan, LoadedImage, plan_images
 from screenspot_eval.store.records import IMAGE_ERROR_PREFIX, PredictionRecord
@@ -55,10 +56,20 @@ def make_request(
     )
 
 
-def to_record(sample: Sample, completion: Completion, spec: PipelineSpec) -> PredictionRecord:
+def to_record(
+    sample: Sample,
+    completion: Completion,
+    spec: PipelineSpec,
+    *,
+    view: Box | None = None,
+    calls: int = 1,
+) -> PredictionRecord:
+    """The sample's record from its (last) completion; ``view``: the crop that answer was
+    given in (a multi-step protocol), whose own resize ``xy-pixels-sent`` reads it in."""
     sent_size = None
     if spec.convention.needs_sent_size and spec.sent_size is not None:
-        sent_size = spec.sent_size(sample.width, sample.height)
+        width, height = view_size(view) if view else sample.img_size
+        sent_size = spec.sent_size(width, height)
     return build_record(
         sample,
         instruction=instruction_for(sample, spec.language),
@@ -68,6 +79,8 @@ def to_record(sample: Sample, completion: Completion, spec: PipelineSpec) -> Pre
         prompt_hash=spec.template.content_hash,
         variant=spec.variant,
         sent_size=sent_size,
+        view=view,
+        calls=calls,
     )
 
 

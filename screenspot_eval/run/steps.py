@@ -19,13 +19,12 @@ from screenspot_eval.backends.base import Backend, Completion, GroundingRequest
 from screenspot_eval.data.errors import ImageLoadError
 from screenspot_eval.data.images import iter_images
 from screenspot_eval.data.sample import Sample
-from screenspot_eval.data.select import instruction_for
 from screenspot_eval.protocol.parsing import ParsedClick
 from screenspot_eval.protocol.scoring import Outcome, Target, score_target
 from screenspot_eval.protocol.zoom import Box, Protocol, full_view, next_view, view_size
-from screenspot_eval.run.grading import build_record, read_click
+from screenspot_eval.run.grading import read_click
 from screenspot_eval.run.images import ImagePlan, LoadedImage, crop_loader
-from screenspot_eval.run.pipeline import PipelineSpec, make_request
+from screenspot_eval.run.pipeline import PipelineSpec, make_request, to_record
 from screenspot_eval.store.records import IMAGE_ERROR_PREFIX, PredictionRecord
 from screenspot_eval.store.steps import StepOutcome, StepRecord
 
@@ -151,19 +150,7 @@ def final_record(
             [s.image_soft_tokens for s in steps] or [completion.image_soft_tokens]
         ),
     )
-    sent = model_size(spec, view) if view and spec.convention.needs_sent_size else None
-    return build_record(
-        sample,
-        instruction=instruction_for(sample, spec.language),
-        language=spec.language,
-        completion=completion,
-        convention=spec.convention,
-        prompt_hash=spec.template.content_hash,
-        variant=spec.variant,
-        sent_size=sent,
-        view=view,
-        calls=len(steps) + failed_call,
-    )
+    return to_record(sample, completion, spec, view=view, calls=len(steps) + failed_call)
 
 
 def evaluate_protocol(
