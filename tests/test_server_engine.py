@@ -7,6 +7,7 @@ run stops with a clear error, keeps what finished, and a resume completes every 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -175,6 +176,32 @@ def test_requests_carry_file_urls_and_every_transfer_gives_the_same_answers(
                 local[sample_id]["outcome"],
                 local[sample_id]["raw_response"],
             ), (transfer, sample_id)
+
+
+def test_a_zoom_protocol_runs_against_the_server_with_its_crops_as_pixels(
+    server, tiny_model_dir, synth_data, tmp_path
+):
+    """Step 1 sends the file (file:// URL), later steps the crop's pixels (the server cannot
+    read a crop from the dataset): every step recorded, each view inside the one before."""
+    out = tmp_path / "narrowing"
+    args = run_args(tiny_model_dir, synth_data, out, "--endpoint", server["url"])
+    proc = run_cli([*args, "--protocol", "iterative-narrowing", "--limit", "8"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [json.loads(x) for x in (out / "steps.jsonl").read_text().splitlines()]
+    by_sample: dict[str, list[dict]] = {}
+    for step in sorted(steps, key=lambda s: (s["id"], s["step"])):
+        by_sample.setdefault(step["id"], []).append(step)
+    assert len(by_sample) == 8
+    for chain in by_sample.values():
+        for before, after in itertools.pairwise(chain):
+            assert before["outcome"] == "continued"
+            (x0, y0, x1, y1), (u0, v0, u1, v1) = before["view"], after["view"]
+            assert x0 <= u0 < u1 <= x1 and y0 <= v0 < v1 <= y1
+    recorded = records(out)
+    assert {r["calls"] for r in recorded.values()} <= {1, 2, 3}
+    assert sum(r["calls"] for r in recorded.values()) == len(steps)
+    paths = json.loads((out / "manifest.json").read_text())["sessions"][-1]["images"]["paths"]
+    assert paths.get("file-url") == 8 and paths.get("reencoded", 0) == len(steps) - 8
 
 
 def test_every_api_server_process_has_the_routes(server):
