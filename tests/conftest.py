@@ -81,3 +81,28 @@ def verified_embedder(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFac
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     checks = {c["requested"]: c for c in json.loads(out.read_text())}
     return proc, checks
+
+
+@pytest.fixture(scope="session")
+def family_twins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every family's twin, built by the CLI as a user would (a few seconds in all)."""
+    from cli_helpers import run_cli
+
+    from screenspot_eval.backends.vllm.families import FAMILIES
+
+    root = tmp_path_factory.mktemp("twins")
+    built = {}
+    for name in FAMILIES:
+        proc = run_cli(["tiny-model", str(root / name), "--family", name])
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        built[name] = root / name
+    return built
+
+
+@pytest.fixture(scope="session")
+def family_study(family_twins, synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One `study` over the family twins, stopped in its second cell and resumed
+    (tests/study_helpers.py); its cells are the family engine tests' compares."""
+    from study_helpers import run_family_study
+
+    return run_family_study(family_twins, synth_data, tmp_path_factory.mktemp("family-study"))

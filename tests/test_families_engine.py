@@ -2,7 +2,9 @@
 
 Per family: `verify-embedder --norm pre` on E2B and 12B (the plugin's variant proven from inside a
 fresh engine, against HF's embedder formula), `compare --a post --b pre` on 8 samples (one engine, the
-embedder switched in place, every record written) and `parity` on 4 samples (pre and post in one
+embedder switched in place, every record written) as one cell of a `study` over the twins
+(tests/test_study_engine.py: stopped in its second cell and resumed, its combined report) and
+`parity` on 4 samples (pre and post in one
 engine against HF transformers in fp32; the attention-switch check where nothing matches). The
 E-series twin carries an audio tower that vLLM leaves unloaded (audio limited to 0); the 12B twin
 is the encoder-free architecture. Three engine starts per family, one family at a time; the
@@ -20,6 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 from cli_helpers import DECODING_ARGS, ENGINE_ARGS, run_cli
+from study_helpers import FamilyStudy
 
 from screenspot_eval.backends.vllm.families import FAMILIES
 
@@ -47,18 +50,6 @@ class FamilyRuns:
     parity: object
 
 
-@pytest.fixture(scope="session")
-def family_twins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every family's twin, built by the CLI as a user would (a few seconds in all)."""
-    root = tmp_path_factory.mktemp("twins")
-    built = {}
-    for name in FAMILIES:
-        proc = run_cli(["tiny-model", str(root / name), "--family", name])
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        built[name] = root / name
-    return built
-
-
 def compare_args(model: Path, data: Path, out: Path, limit: int) -> list[str]:
     """`compare --a post --b pre` on ``limit`` samples, CPU-sized."""
     return [
@@ -80,7 +71,9 @@ def _no_traceback(proc) -> None:
 
 
 @pytest.fixture(scope="module", params=MATRIX)
-def family_runs(request, family_twins, synth_data: Path, tmp_path_factory) -> FamilyRuns:
+def family_runs(
+    request, family_twins, synth_data: Path, family_study: FamilyStudy, tmp_path_factory
+) -> FamilyRuns:
     name = request.param
     model = family_twins[name]
     out = tmp_path_factory.mktemp(f"family-{name}")
@@ -102,7 +95,8 @@ def family_runs(request, family_twins, synth_data: Path, tmp_path_factory) -> Fa
             ]
         )
     )
-    compare = run_cli(compare_args(model, synth_data, out / "ab", 8), timeout=900)
+    (out / "ab").symlink_to(family_study.out / "cells" / name)  # this family's compare
+    compare = family_study.both
     check = "--switch-check" if name == SWITCH_CHECKED else "--no-switch-check"
     parity = run_cli(
         parity_args(model, synth_data, out / "parity", "--variant", "pre,post", check),
@@ -134,6 +128,7 @@ def test_compare_post_vs_pre_runs_to_the_end_in_one_switched_engine(family_runs:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _no_traceback(proc)
     assert "one engine" in proc.stdout and "in-place switch verified" in proc.stdout
+    assert f"cell {family_runs.name}: pre-norm vs post-norm" in proc.stdout
     for side, variant in (("a-post", "post"), ("b-pre", "pre")):
         manifest = json.loads((family_runs.out / "ab" / side / "manifest.json").read_text())
         assert manifest["status"] == "complete" and manifest["counts"]["recorded"] == 8

@@ -15,6 +15,7 @@ from screenspot_eval.cli.parity_cmd import parity
 from screenspot_eval.cli.presets_cmd import presets
 from screenspot_eval.cli.run_cmds import report, run
 from screenspot_eval.cli.serve_cmd import serve
+from screenspot_eval.cli.study_cmd import study
 from screenspot_eval.cli.sweep_cmd import sweep
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.command("run", rich_help_panel="Evaluate")(exits_cleanly(run, resumable=True))
 app.command("compare", rich_help_panel="Evaluate")(exits_cleanly(compare, resumable=True))
 app.command("sweep", rich_help_panel="Evaluate")(exits_cleanly(sweep, resumable=True))
+app.command("study", rich_help_panel="Evaluate")(exits_cleanly(study, resumable=True))
 app.command("parity", rich_help_panel="Evaluate")(exits_cleanly(parity))
 app.command("report", rich_help_panel="Evaluate")(exits_cleanly(report))
 app.command("serve", rich_help_panel="Serve")(exits_cleanly(serve))
