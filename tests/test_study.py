@@ -53,9 +53,16 @@ def test_a_cell_whose_definition_changed_is_refused(tmp_path, tiny_model_dir):
     cell = study.cell("tiny-b70-one-shot")
     folder = study.cell_dir(cell)
     folder.mkdir(parents=True)
-    (folder / CELL_RECORD).write_text(json.dumps({"digest": "not-this-one"}))
-    with pytest.raises(StudyError, match="changed since it ran"):
+    definition = study.definition(cell)
+    older = json.loads(json.dumps(definition))
+    del older["outcome_settings"]["sampling"]["seed"]  # a setting added since, at its default
+    (folder / CELL_RECORD).write_text(json.dumps({"definition": older, "headline": "h"}))
+    assert finished(study, cell) == {"definition": older, "headline": "h"}
+    older["outcome_settings"]["sampling"]["max_tokens"] = 7
+    (folder / CELL_RECORD).write_text(json.dumps({"definition": older}))
+    with pytest.raises(StudyError, match="changed since it ran") as caught:
         finished(study, cell)
+    assert "outcome_settings.sampling.max_tokens: 7 -> 128" in str(caught.value)
     assert finished(study, study.cell("tiny-b70-reground")) is None
 
 

@@ -83,3 +83,78 @@ def test_cells_run_by_separate_processes_give_the_same_table(
     assert json.loads((out / "pooled.json").read_text()) == json.loads(
         (family_study.out / "pooled.json").read_text()
     )
+
+
+def test_the_study_page_opens_in_a_real_browser(family_study: FamilyStudy, tmp_path: Path):
+    import os
+
+    from report_browser import find_chromium, inspect_report
+
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must open the study page in a browser: no Chromium")
+        pytest.skip("no Chromium")
+    check = inspect_report(family_study.out / "study.html", chromium=chromium)
+    [pooled] = json.loads((family_study.out / "pooled.json").read_text())
+    assert check.headline is not None and check.headline.startswith("pooled (equal weights")
+    assert f"{100 * pooled['pooled']:+.2f} pp" in check.headline
+    [forest] = check.images
+    assert (
+        forest["alt"] == "forest plot" and forest["naturalWidth"] > 0 and forest["shownWidth"] > 0
+    )
+    assert check.console_errors == [] and check.page_errors == []
+    assert check.outside_requests == [] and check.scripts == 0
+
+
+@pytest.mark.server
+def test_cells_against_two_servers_run_at_the_same_time(tiny_model_dir, synth_data, tmp_path):
+    """Two checkpoints, each with its own server: their cells run concurrently (each a process
+    of its own), and their runs' sessions overlap in time."""
+    from test_server_engine import free_port, start_server, stop_server
+
+    ports = [free_port(), free_port()]
+    servers = [start_server(tiny_model_dir, p, tmp_path / f"serve-{p}.log") for p in ports]
+    try:
+        lines = [
+            'name = "two-servers"',
+            f'out = "{tmp_path / "study"}"',
+            "[settings]",
+            f'"data.source" = "{synth_data}"',
+            '"data.selection.limit" = 8',
+            '"sampling.structured" = true',
+            '"sampling.max_tokens" = 48',
+            '[a]\nvariant = "pre"\nset = ["protocol=one-shot"]',
+            '[b]\nvariant = "pre"\nset = ["protocol=reground"]',
+        ]
+        for name, port in zip(("left", "right"), ports, strict=True):
+            url = f"http://127.0.0.1:{port}"
+            lines += [
+                "[[checkpoints]]",
+                f'name = "{name}"',
+                f'model = "{tiny_model_dir}"',
+                f'endpoint_a = "{url}"',
+                f'endpoint_b = "{url}"',
+            ]
+        file = tmp_path / "study.toml"
+        file.write_text("\n".join(lines) + "\n")
+        proc = run_cli(["study", str(file)], timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        for server in servers:
+            stop_server(server)
+    spans = {}
+    for name in ("left", "right"):
+        starts, ends = [], []
+        for side in ("a-pre", "b-pre"):
+            manifest = json.loads(
+                (tmp_path / "study" / "cells" / name / side / "manifest.json").read_text()
+            )
+            assert manifest["status"] == "complete" and manifest["counts"]["recorded"] == 8
+            starts.append(manifest["sessions"][0]["started_at"])
+            ends.append(manifest["sessions"][-1]["ended_at"])
+        spans[name] = (min(starts), max(ends))
+    (l0, l1), (r0, r1) = spans["left"], spans["right"]
+    assert l0 < r1 and r0 < l1, spans  # ISO timestamps in UTC compare as text
+    table = pd.read_csv(tmp_path / "study" / "study.csv")
+    assert list(table["cell"]) == ["left", "right"]

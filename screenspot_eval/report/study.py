@@ -191,6 +191,7 @@ def study_html(
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>Study {e(title)}</title></head><body>",
         f"<h1>Study {e(title)}</h1>",
+        f"<p id='headline'>{e(pooled[0][1].line() if pooled else 'no pooled answer yet')}</p>",
     ]
     if missing:
         parts.append(f"<p class='missing'>Not finished (left out): {e(', '.join(missing))}</p>")

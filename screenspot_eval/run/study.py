@@ -11,11 +11,14 @@ work over processes (a Slurm array: one cell per task).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +29,13 @@ from screenspot_eval.backends.sides import SideSettings, resolve_sides
 from screenspot_eval.errors import UserError
 from screenspot_eval.report.study import FinishedCell, write_study_report
 from screenspot_eval.run.compare import ComparisonResult, SideRuns, compare_variants
-from screenspot_eval.run.config import resolve_config
+from screenspot_eval.run.config import diff_settings, resolve_config, with_defaults
 from screenspot_eval.run.repeats import repeat_dirs
 from screenspot_eval.stats.pooled import Weighting
 
 CELLS_DIR = "cells"
 CELL_RECORD = "cell.json"
+CELL_LOG = "study-cell.log"  # a cell run by its own process (cells against servers)
 
 
 class StudyError(UserError, ValueError):
@@ -51,6 +55,10 @@ class Checkpoint(BaseModel):
     """Dotted run settings for this checkpoint only (``"engine.max_model_len" = 8192``)."""
     hardware: str | None = None
     """What it needs (documentation: shown by ``--list-cells``)."""
+    endpoint_a: str | None = None
+    """A server of this checkpoint for side A (``serve`` or ``vllm serve``); None: in-process."""
+    endpoint_b: str | None = None
+    """Side B's server (the same URL as A's where the sides differ only in the harness)."""
 
 
 class Side(BaseModel):
@@ -93,10 +101,14 @@ class Cell(BaseModel):
     budget: int | None
     protocol: str
     hardware: str | None = None
+    endpoints: tuple[str, ...] = ()
+    """The servers it runs against (A's, B's); empty: in-process."""
 
     def describe(self) -> str:
         budget = "the config's budget" if self.budget is None else f"budget {self.budget}"
         extra = f"; needs {self.hardware}" if self.hardware else ""
+        if self.endpoints:
+            extra += f"; against {' and '.join(dict.fromkeys(self.endpoints))}"
         return f"{self.name}: {self.model}, {budget}, {self.protocol}{extra}"
 
 
@@ -136,6 +148,7 @@ class Study:
                     budget=budget,
                     protocol=protocol,
                     hardware=ckpt.hardware,
+                    endpoints=_endpoints(ckpt),
                 )
             )
         names = [c.name for c in cells]
@@ -162,7 +175,7 @@ class Study:
         config = self.config(cell)
         a, b = self.sides()
         return {
-            "cell": cell.model_dump(mode="json", exclude={"hardware"}),
+            "cell": cell.model_dump(mode="json", include={"name", "model", "budget", "protocol"}),
             "outcome_settings": config.outcome_settings(),
             "sides": [a.model_dump(mode="json"), b.model_dump(mode="json")],
             "repeats": self.spec.repeats,
@@ -185,15 +198,33 @@ class Study:
         return resolve_config(_relative(self.path, file) if file else None, overrides)
 
 
+def _endpoints(ckpt: Checkpoint) -> tuple[str, ...]:
+    if not (ckpt.endpoint_a or ckpt.endpoint_b):
+        return ()
+    if not (ckpt.endpoint_a and ckpt.endpoint_b):
+        raise StudyError(
+            f"checkpoint {ckpt.name}: give both endpoint_a and endpoint_b (the same URL when "
+            "one server serves both sides), or neither (in-process)"
+        )
+    return (ckpt.endpoint_a, ckpt.endpoint_b)
+
+
 def _relative(study: Path, name: str) -> Path:
     """A config file named in a study: as given when it exists there, else beside the study."""
     path = Path(name)
     return path if path.is_absolute() or path.exists() else study.parent / path
 
 
-def _digest(definition: dict[str, Any]) -> str:
-    text = json.dumps(definition, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between a cell's recorded definition and its definition now; a setting
+    added to the tool since the cell ran counts as its default (what the cell ran with)."""
+    recorded = dict(recorded)
+    recorded["outcome_settings"] = with_defaults(
+        recorded.get("outcome_settings", {}), now["outcome_settings"]
+    )
+    return diff_settings(
+        json.loads(json.dumps(recorded, default=str)), json.loads(json.dumps(now, default=str))
+    )
 
 
 def finished(study: Study, cell: Cell) -> dict[str, Any] | None:
@@ -202,11 +233,13 @@ def finished(study: Study, cell: Cell) -> dict[str, Any] | None:
     if not record_path.exists():
         return None
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    if record.get("digest") != _digest(study.definition(cell)):
+    differences = changes(record.get("definition", {}), study.definition(cell))
+    if differences:
+        listed = "\n  ".join(differences)
         raise StudyError(
-            f"cell {cell.name} changed since it ran (its settings in {study.path} differ from "
-            f"{record_path}); put the change in a new cell, or delete {study.cell_dir(cell)} "
-            "to run it again"
+            f"cell {cell.name} changed since it ran ({record_path} records other settings):\n"
+            f"  {listed}\nput the change in a new cell, or delete {study.cell_dir(cell)} to run "
+            "it again"
         )
     return record
 
@@ -219,11 +252,19 @@ def run_cell(
     if done is not None:
         return done
     a, b = study.sides()
-    how = SideRuns(quiet=quiet, log=log, repeats=study.spec.repeats, resume_command=resume)
+    endpoint_a, endpoint_b = cell.endpoints or (None, None)
+    how = SideRuns(
+        quiet=quiet,
+        log=log,
+        repeats=study.spec.repeats,
+        resume_command=resume,
+        endpoint_a=endpoint_a,
+        endpoint_b=endpoint_b,
+    )
     result: ComparisonResult = compare_variants(study.config(cell), a, b, how)
     record = {
         "cell": cell.model_dump(mode="json"),
-        "digest": _digest(study.definition(cell)),
+        "definition": study.definition(cell),
         "headline": result.headline,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -240,26 +281,92 @@ def run_study(
     log: Callable[[str], None] = print,
     resume: str | None = None,
 ) -> list[Cell]:
-    """Every cell not finished yet, one after another (or only ``only``); one progress line
-    per cell: done / left, elapsed and an estimate of what remains."""
+    """Every cell not finished yet (or only ``only``). In-process cells run one after another
+    here; cells against servers run concurrently, each set of servers one cell at a time. One
+    progress line per cell: done / running / left, elapsed and an estimate of what remains."""
     cells = [study.cell(only)] if only else study.cells()
-    started = time.monotonic()
-    ran = 0
-    for index, cell in enumerate(cells):
+    progress = Progress(study.spec.name, len(cells), log)
+    for cell in cells:
         if finished(study, cell) is not None:
-            log(f"study {study.spec.name}: cell {cell.name} finished earlier, not run again")
-            continue
-        left = len(cells) - index
-        elapsed = time.monotonic() - started
-        estimate = f", about {elapsed / ran * left / 60:.0f} min left" if ran else ""
-        log(
-            f"study {study.spec.name}: cell {index + 1}/{len(cells)} {cell.name} running; "
-            f"{index} done, {left - 1} after it; {elapsed / 60:.1f} min elapsed{estimate}"
-        )
-        record = run_cell(study, cell, quiet=quiet, log=log, resume=resume)
-        ran += 1
-        log(f"study {study.spec.name}: cell {cell.name}: {record['headline']}")
+            progress.skipped(cell)
+    todo = [c for c in cells if finished(study, c) is None]
+    lanes: dict[tuple[str, ...], list[Cell]] = {}
+    for cell in todo:
+        lanes.setdefault(cell.endpoints, []).append(cell)
+
+    if len(lanes) <= 1:
+        for lane in lanes.values():
+            for cell in lane:
+                progress.start(cell)
+                record = run_cell(study, cell, quiet=quiet, log=log, resume=resume)
+                progress.finish(cell, record["headline"])
+        return cells
+
+    def run_lane(lane: list[Cell]) -> None:
+        for cell in lane:
+            progress.start(cell)
+            progress.finish(cell, cell_process(study, cell))
+
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="study-lane") as pool:
+        for future in [pool.submit(run_lane, lane) for lane in lanes.values()]:
+            future.result()
     return cells
+
+
+def cell_process(study: Study, cell: Cell) -> str:
+    """Run one cell as its own ``study --cell`` process (its output in the cell's folder), so
+    that a Ctrl-C reaches every running cell as it reaches a single one; returns its
+    headline, or raises what stopped it."""
+    folder = study.cell_dir(cell)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "screenspot_eval", "study", str(study.path),
+        "--out", str(study.out), "--cell", cell.name, "--quiet",
+    ]  # fmt: skip
+    with (folder / CELL_LOG).open("a", encoding="utf-8") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+    record = finished(study, cell)
+    if code == 130:
+        raise KeyboardInterrupt(f"cell {cell.name}")
+    if code != 0 or record is None:
+        raise StudyError(f"cell {cell.name} failed (exit {code}): see {folder / CELL_LOG}")
+    return str(record["headline"])
+
+
+class Progress:
+    """The study's one-line progress: cells done / running / left, elapsed, estimate."""
+
+    def __init__(self, name: str, total: int, log: Callable[[str], None]):
+        self.name, self.total, self.log = name, total, log
+        self.started = time.monotonic()
+        self.done = self.ran = self.running = 0
+        self.lock = threading.Lock()
+
+    def skipped(self, cell: Cell) -> None:
+        with self.lock:
+            self.done += 1
+        self.log(f"study {self.name}: cell {cell.name} finished earlier, not run again")
+
+    def start(self, cell: Cell) -> None:
+        with self.lock:
+            self.running += 1
+            left = self.total - self.done - self.running
+            elapsed = time.monotonic() - self.started
+            rate = elapsed / self.ran if self.ran else None
+            line = (
+                f"study {self.name}: cell {cell.name} started; {self.done} done, "
+                f"{self.running} running, {left} left; {elapsed / 60:.1f} min elapsed"
+            )
+            if rate is not None:
+                line += f", about {rate * (left + self.running) / 60:.0f} min to go"
+        self.log(line)
+
+    def finish(self, cell: Cell, headline: str) -> None:
+        with self.lock:
+            self.running -= 1
+            self.done += 1
+            self.ran += 1
+        self.log(f"study {self.name}: cell {cell.name}: {headline}")
 
 
 def report_study(study: Study) -> tuple[dict[str, Path], list[str]]:
