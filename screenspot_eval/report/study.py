@@ -50,9 +50,11 @@ class FinishedCell:
 
 
 def cell_row(cell: FinishedCell) -> dict[str, Any]:
+    """The cell's headline figures as its ``compare`` reported them: from ``repeats.csv``
+    (all repeats, with the A/A noise floor) where repeats ran, else ``comparison.csv``."""
     table = pd.read_csv(cell.folder / "comparison.csv")
     overall = table.loc[table["slice"] == "overall"].iloc[0]
-    return {
+    row = {
         "cell": cell.name,
         "checkpoint": cell.checkpoint,
         "budget": cell.budget if cell.budget is not None else "default",
@@ -65,7 +67,28 @@ def cell_row(cell: FinishedCell) -> dict[str, Any]:
         "ci_low_pp": float(overall["ci_low_pp"]),
         "ci_high_pp": float(overall["ci_high_pp"]),
         "p": float(overall["p"]),
+        "ab_discordant": float("nan"),
+        "aa_expected_discordant": float("nan"),
     }
+    repeats_csv = cell.folder / "repeats.csv"
+    if repeats_csv.exists():
+        repeats = pd.read_csv(repeats_csv)
+        every = repeats.loc[repeats["slice"] == "all"].iloc[0]
+        for name in ("delta_pp", "ci_low_pp", "ci_high_pp", "ab_discordant"):
+            row[name] = float(every[name])
+        row["p"] = float(every["p_sign_flip"])
+        row["aa_expected_discordant"] = float(every["aa_expected_discordant"])
+    return row
+
+
+def group_deltas(cells: list[FinishedCell]) -> pd.DataFrame:
+    """Per cell and slice group, the delta of its ``comparison.csv`` (the second panel)."""
+    rows = []
+    for cell in cells:
+        table = pd.read_csv(cell.folder / "comparison.csv")
+        for part in table.loc[(table["slice"] == "group") & (table["n"] > 0)].itertuples():
+            rows.append({"cell": cell.name, "group": str(part.value), "delta_pp": part.delta_pp})
+    return pd.DataFrame(rows, columns=["cell", "group", "delta_pp"])
 
 
 def cell_outcomes(cell: FinishedCell) -> CellOutcomes:
@@ -101,8 +124,11 @@ def pooled_answers(
     ]
 
 
-def forest_png(table: pd.DataFrame, pooled: list[tuple[str, PooledDelta]]) -> bytes:
-    """Each cell's delta and interval, grouped by checkpoint, with the pooled answers below."""
+def forest_png(
+    table: pd.DataFrame, pooled: list[tuple[str, PooledDelta]], groups: pd.DataFrame
+) -> bytes:
+    """Left: each cell's delta and interval, with the pooled answers below. Right: per slice
+    group, each cell's delta (one marker per cell), so a family that differs shows."""
     labels = [f"{r.cell} (n={r.n})" for r in table.itertuples()]
     deltas = list(table["delta_pp"])
     lows, highs = list(table["ci_low_pp"]), list(table["ci_high_pp"])
@@ -112,9 +138,11 @@ def forest_png(table: pd.DataFrame, pooled: list[tuple[str, PooledDelta]]) -> by
         lows.append(100 * result.ci_low)
         highs.append(100 * result.ci_high)
     y = np.arange(len(labels))[::-1]
-    figure = Figure(figsize=(7.5, 0.45 * len(labels) + 1.2))
+    names = sorted(groups["group"].unique()) if len(groups) else []
+    height = 0.45 * max(len(labels), len(names)) + 1.2
+    figure = Figure(figsize=(12.5 if names else 7.5, height))
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    axes = figure.add_subplot(1, 2 if names else 1, 1)
     errors = [np.subtract(deltas, lows), np.subtract(highs, deltas)]
     n_cells = len(table)
     colours = ["#1f77b4"] * n_cells + ["#333333"] * len(pooled)
@@ -126,6 +154,15 @@ def forest_png(table: pd.DataFrame, pooled: list[tuple[str, PooledDelta]]) -> by
     axes.axvline(0.0, color="#999999", linewidth=1)
     axes.set_yticks(y, [label.replace("$", r"\$") for label in labels])
     axes.set_xlabel("delta, B - A (pp), with its screenshot-level interval")
+    if names:
+        panel = figure.add_subplot(1, 2, 2)
+        rows = {name: i for i, name in enumerate(reversed(names))}
+        for cell, part in groups.groupby("cell", sort=False):
+            panel.plot(part["delta_pp"], [rows[g] for g in part["group"]], "o", label=cell)
+        panel.axvline(0.0, color="#999999", linewidth=1)
+        panel.set_yticks(list(rows.values()), [n.replace("$", r"\$") for n in rows])
+        panel.set_xlabel("delta per slice group (pp), one marker per cell")
+        panel.legend(fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
@@ -146,7 +183,7 @@ def write_study_report(
         table["p_holm"] = holm(table["p"].to_numpy())
     pooled = pooled_answers(cells, weighting) if len(cells) >= 2 else []
     files = {"study.csv": write_csv(table, out / STUDY_CSV)}
-    png = forest_png(table, pooled) if len(table) else b""
+    png = forest_png(table, pooled, group_deltas(cells)) if len(table) else b""
     if png:
         (out / FOREST_PNG).write_bytes(png)
         files["forest.png"] = out / FOREST_PNG
