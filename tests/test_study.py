@@ -68,7 +68,7 @@ def test_a_cell_whose_definition_changed_is_refused(tmp_path, tiny_model_dir):
 
 def test_the_shipped_study_of_the_gemma_4_families_lists_its_cells():
     result = CliRunner().invoke(
-        app, ["study", str(ROOT / "configs" / "study-gemma-4.toml"), "--list-cells"]
+        app, ["study", str(ROOT / "configs" / "studies" / "gemma-4.toml"), "--list-cells"]
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -76,6 +76,16 @@ def test_the_shipped_study_of_the_gemma_4_families_lists_its_cells():
     assert {line.split(":")[0].rsplit("-b", 1)[0] for line in lines} == {
         "e2b", "e4b", "12b", "26b-a4b", "31b"
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "studies").glob("*.toml")))
+def test_every_cell_of_every_shipped_study_resolves_to_a_run_config(path):
+    study = Study.load(path)
+    for cell in study.cells():
+        config = study.config(cell)
+        assert config.engine.model == cell.model and config.engine.adapter == "gemma4"
+        assert config.engine.max_soft_tokens == cell.budget
+        assert config.out == str(study.cell_dir(cell))
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def study(
     A finished cell never runs again; a cell added to the file runs alone; a changed cell is
     refused. --list-cells, --cell NAME and --report split the same work over processes.
 
-    Example: screenspot-eval study configs/study-gemma-4.toml --list-cells
+    Example: screenspot-eval study configs/studies/gemma-4.toml --list-cells
     """
     from screenspot_eval.run.study import Study, report_study, run_study
 
