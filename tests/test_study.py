@@ -111,3 +111,25 @@ def test_an_unknown_cell_names_the_cells(tmp_path, tiny_model_dir):
     result = CliRunner().invoke(app, ["study", str(path), "--cell", "nope"])
     assert result.exit_code != 0 and "no cell 'nope'" in result.output
     assert "tiny-b70-one-shot" in result.output
+
+
+def test_datasets_are_a_dimension_of_the_matrix(tmp_path, tiny_model_dir):
+    body = f"""
+name = "s"
+out = "{tmp_path}"
+[[checkpoints]]
+name = "tiny"
+model = "{tiny_model_dir}"
+[[datasets]]
+name = "pro"
+source = "{tmp_path / "pro"}"
+[[datasets]]
+name = "v2"
+source = "{tmp_path / "v2"}"
+layout = "screenspot-v2"
+"""
+    study = Study.load(study_file(tmp_path, body))
+    assert [c.name for c in study.cells()] == ["tiny-pro", "tiny-v2"]
+    config = study.config(study.cell("tiny-v2"))
+    assert config.data.source == str(tmp_path / "v2") and config.data.layout == "screenspot-v2"
+    assert "v2 (screenspot-v2)" in study.cell("tiny-v2").describe()

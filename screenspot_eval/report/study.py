@@ -47,6 +47,7 @@ class FinishedCell:
     folder: Path
     side_a: Path
     side_b: Path
+    dataset: str | None = None
 
 
 def cell_row(cell: FinishedCell) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def cell_row(cell: FinishedCell) -> dict[str, Any]:
         "checkpoint": cell.checkpoint,
         "budget": cell.budget if cell.budget is not None else "default",
         "protocol": cell.protocol,
+        "dataset": cell.dataset or "default",
         "n": int(overall["n"]),
         "screenshots": int(overall["n_clusters"]),
         "acc_a": float(overall["acc_a"]),
@@ -107,11 +109,11 @@ def cell_outcomes(cell: FinishedCell) -> CellOutcomes:
 def pooled_answers(
     cells: list[FinishedCell], weighting: Weighting
 ) -> list[tuple[str, PooledDelta]]:
-    """The pooled answer over all cells, then within each budget and each protocol that
+    """The pooled answer over all cells, then within each dataset, budget and protocol that
     several cells share (where those vary)."""
     outcomes = {c.name: cell_outcomes(c) for c in cells}
     groups: list[tuple[str, list[FinishedCell]]] = [("all cells", cells)]
-    for attribute in ("budget", "protocol"):
+    for attribute in ("dataset", "budget", "protocol"):
         values = sorted({str(getattr(c, attribute)) for c in cells})
         if len(values) > 1:
             for value in values:

@@ -69,6 +69,18 @@ class Side(BaseModel):
     """``KEY=VALUE`` settings as ``--a-set`` takes them."""
 
 
+class Dataset(BaseModel):
+    """A dataset of the matrix: its name in cell names, its source and layout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    source: str
+    """A folder in the layout or a hub dataset (``--data``)."""
+    layout: str = "screenspot-pro"
+    revision: str | None = None
+
+
 class StudySpec(BaseModel):
     """A study file (TOML), validated."""
 
@@ -86,6 +98,8 @@ class StudySpec(BaseModel):
     budgets: list[int | None] = Field(default_factory=lambda: [None])
     """Image budgets (``engine.max_soft_tokens``); None: the checkpoint's config decides."""
     protocols: list[str] = Field(default_factory=lambda: ["one-shot"])
+    datasets: list[Dataset | None] = Field(default_factory=lambda: [None])
+    """Datasets of the matrix; None (the default): the configs' own data."""
     repeats: int = Field(default=1, ge=1)
     weighting: Weighting = "equal"
 
@@ -100,12 +114,15 @@ class Cell(BaseModel):
     model: str
     budget: int | None
     protocol: str
+    dataset: Dataset | None = None
     hardware: str | None = None
     endpoints: tuple[str, ...] = ()
     """The servers it runs against (A's, B's); empty: in-process."""
 
     def describe(self) -> str:
         budget = "the config's budget" if self.budget is None else f"budget {self.budget}"
+        if self.dataset is not None:
+            budget = f"{self.dataset.name} ({self.dataset.layout}), {budget}"
         extra = f"; needs {self.hardware}" if self.hardware else ""
         if self.endpoints:
             extra += f"; against {' and '.join(dict.fromkeys(self.endpoints))}"
@@ -128,14 +145,16 @@ class Study:
             raise StudyError(f"study file {path} is not a study:\n{exc}") from exc
 
     def cells(self) -> list[Cell]:
-        """The matrix in order: checkpoint, then budget, then protocol; a factor with one
-        value is not in the names."""
+        """The matrix in order: checkpoint, then dataset, budget and protocol; a factor with
+        one value is not in the names."""
         spec = self.spec
         cells = []
-        for ckpt, budget, protocol in itertools.product(
-            spec.checkpoints, spec.budgets, spec.protocols
+        for ckpt, dataset, budget, protocol in itertools.product(
+            spec.checkpoints, spec.datasets, spec.budgets, spec.protocols
         ):
             parts = [ckpt.name]
+            if len(spec.datasets) > 1:
+                parts.append(dataset.name if dataset is not None else "data")
             if len(spec.budgets) > 1:
                 parts.append(f"b{budget if budget is not None else 'default'}")
             if len(spec.protocols) > 1:
@@ -147,6 +166,7 @@ class Study:
                     model=ckpt.model,
                     budget=budget,
                     protocol=protocol,
+                    dataset=dataset,
                     hardware=ckpt.hardware,
                     endpoints=_endpoints(ckpt),
                 )
@@ -195,6 +215,10 @@ class Study:
         }
         if cell.budget is not None:
             overrides["engine.max_soft_tokens"] = cell.budget
+        if cell.dataset is not None:
+            overrides["data.source"] = cell.dataset.source
+            overrides["data.layout"] = cell.dataset.layout
+            overrides["data.revision"] = cell.dataset.revision
         return resolve_config(_relative(self.path, file) if file else None, overrides)
 
 
@@ -387,6 +411,7 @@ def report_study(study: Study) -> tuple[dict[str, Path], list[str]]:
                 budget=cell.budget,
                 protocol=cell.protocol,
                 folder=folder,
+                dataset=cell.dataset.name if cell.dataset else None,
                 side_a=repeat_dirs(folder / f"a-{a.variant}")[0],
                 side_b=repeat_dirs(folder / f"b-{b.variant}")[0],
             )
