@@ -312,8 +312,11 @@ def test_the_manuals_protocol_ab_names_the_factor_and_each_sides_calls(readme_ru
     [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost: ")]
     assert "A 1.00 calls per sample" in cost
     b_calls = float(cost.split("; B ")[1].split(" calls")[0])
-    assert 1.0 < b_calls <= 2.0  # a first answer without a click ends its sample at one call
+    # a first answer without a click ends its sample at one call (the random twin's free-text
+    # answers, cut at 24 tokens, rarely hold one: tests/test_zoom_engine.py shows step 2)
+    assert 1.0 <= b_calls <= 2.0
     out = Path(args[args.index("--out") + 1])
-    steps = (out / "b-pre" / "steps.jsonl").read_text().splitlines()
-    assert len(steps) == round(b_calls * 6)
+    steps = [json.loads(x) for x in (out / "b-pre" / "steps.jsonl").read_text().splitlines()]
+    assert len(steps) == round(b_calls * 6) and sum(s["step"] == 1 for s in steps) == 6
+    assert all(s["outcome"] in ("continued", "last", "no-click", "outside-view") for s in steps)
     assert not (out / "a-pre" / "steps.jsonl").exists()
