@@ -309,8 +309,8 @@ def test_the_manuals_protocol_ab_names_the_factor_and_each_sides_calls(readme_ru
     args, proc = found[0]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'factor protocol "one-shot" -> "reground": ' in proc.stdout
-    [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost: ")]
-    assert "A 1.00 calls per sample" in cost
+    [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost per sample: ")]
+    assert "A 1.00 calls, " in cost
     b_calls = float(cost.split("; B ")[1].split(" calls")[0])
     # a first answer without a click ends its sample at one call (the random twin's free-text
     # answers, cut at 24 tokens, rarely hold one: tests/test_zoom_engine.py shows step 2)

@@ -220,6 +220,11 @@ def cost_line(frame: pd.DataFrame) -> str:
     return line
 
 
+def sample_cost(frame: pd.DataFrame) -> str:
+    """``1.00 calls, 65 image tokens``: the same per sample, short, for one side of an A/B."""
+    return cost_line(frame).replace(" per sample", "")
+
+
 def _without_refusal_line(frame: pd.DataFrame, layout: Layout) -> list[str]:
     if not layout.has_refusal or not len(frame):
         return []

@@ -38,7 +38,7 @@ from screenspot_eval.report.repeats import (
     repeats_markdown,
     write_repeats_comparison,
 )
-from screenspot_eval.report.run_exports import cost_line
+from screenspot_eval.report.run_exports import sample_cost
 from screenspot_eval.run.config import (
     PromptSettings,
     RunConfig,
@@ -234,7 +234,7 @@ def compare_runs(
     label_b = side_label(str(var_b), shown, 1)
     if label_a == label_b:
         label_a, label_b = f"A ({run_a.name})", f"B ({run_b.name})"
-    costs = f"cost: A {cost_line(frame_a)}; B {cost_line(frame_b)}"
+    costs = f"cost per sample: A {sample_cost(frame_a)}; B {sample_cost(frame_b)}"
     notes.append(costs)
     paired = pair_records(frame_a, frame_b, shared_only=shared_only)
     comparison = compare_slices(paired.frame, seed=seed, n_resamples=n_resamples)
