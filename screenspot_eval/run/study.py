@@ -310,10 +310,12 @@ def run_study(
     progress line per cell: done / running / left, elapsed and an estimate of what remains."""
     cells = [study.cell(only)] if only else study.cells()
     progress = Progress(study.spec.name, len(cells), log)
-    for cell in cells:
-        if finished(study, cell) is not None:
+    todo = []
+    for cell in cells:  # each check resolves the cell's configuration: once per cell
+        if finished(study, cell) is None:
+            todo.append(cell)
+        else:
             progress.skipped(cell)
-    todo = [c for c in cells if finished(study, c) is None]
     lanes: dict[tuple[str, ...], list[Cell]] = {}
     for cell in todo:
         lanes.setdefault(cell.endpoints, []).append(cell)
