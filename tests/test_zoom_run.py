@@ -223,3 +223,22 @@ def test_xy_pixels_sent_answers_in_a_crop_map_back_through_its_resize(tmp_path, 
         x = view[0] + round(fx * sw) * vw / sw
         y = view[1] + round(fy * sh) * vh / sh
         assert (record.pred_x, record.pred_y) == pytest.approx((x, y))
+
+
+def test_steps_csv_reads_back_one_row_per_call_whatever_the_model_wrote(tmp_path, data_root):
+    """Answers with newlines, quotes, commas and a formula-like start still give one CSV row
+    per step, with the answer as written."""
+    import pandas as pd
+
+    def messy(request: GroundingRequest) -> str:
+        return '=1+1, "quoted"\nline two\r\n' + answer(request)
+
+    out = tmp_path / "messy"
+    run(config_for(data_root, "reground"), out, ScriptedBackend(messy))
+    steps = read_jsonl(out / "steps.jsonl")
+    table = pd.read_csv(out / "steps.csv", keep_default_na=False)
+    assert len(table) == len(steps) == 2 * N
+    by_key = {(s["id"], s["step"]): s["raw_response"] for s in steps}
+    for row in table.itertuples():
+        assert "quoted" in row.raw_response and "line two" in row.raw_response
+        assert by_key[(str(row.id), row.step)].endswith(row.raw_response[-20:])
